@@ -1,0 +1,146 @@
+"""The one place that knows how a weight array maps onto neuron matrices.
+
+The paper (§3.1, Eq. 2–3) models a layer as a bipartite graph whose edges are a
+matrix ``W`` of shape ``(n_in, n_out)``; a convolution kernel ``(kh, kw, c_in,
+c_out)`` is the matrix ``(kh·kw·c_in, c_out)``. Here an array of any rank is
+viewed as a stack of such matrices:
+
+* ``out_axis`` (an axis or a sequence of axes) holds the output neurons;
+* ``batch_axis`` axes index independent matrices (stacked or scanned layers);
+* every remaining axis is flattened, in order, into the input neurons.
+
+:func:`as_matrices` gives ``(batch, n_in, n_out)`` and :func:`from_matrices`
+undoes it exactly. Everything else in the package goes through these two.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import jax.numpy as jnp
+from jax import Array
+
+AxisSpec = int | Sequence[int]
+
+
+class MatrixLayout(NamedTuple):
+  """How an array of ``shape`` is laid out as ``(batch, n_in, n_out)``.
+
+  Attributes:
+    shape: the original array shape.
+    batch_axes: normalised (non-negative) batch axes, in the given order.
+    in_axes: the input axes, in increasing order.
+    out_axes: normalised output axes, in the given order.
+  """
+
+  shape: tuple[int, ...]
+  batch_axes: tuple[int, ...]
+  in_axes: tuple[int, ...]
+  out_axes: tuple[int, ...]
+
+  @property
+  def batch_shape(self) -> tuple[int, ...]:
+    return tuple(self.shape[a] for a in self.batch_axes)
+
+  @property
+  def num_matrices(self) -> int:
+    return math.prod(self.batch_shape)
+
+  @property
+  def n_in(self) -> int:
+    return math.prod(self.shape[a] for a in self.in_axes)
+
+  @property
+  def n_out(self) -> int:
+    return math.prod(self.shape[a] for a in self.out_axes)
+
+  @property
+  def permutation(self) -> tuple[int, ...]:
+    return self.batch_axes + self.in_axes + self.out_axes
+
+
+def _normalize_axes(axes: AxisSpec, ndim: int, name: str) -> tuple[int, ...]:
+  seq = (axes,) if isinstance(axes, int) else tuple(axes)
+  out = []
+  for a in seq:
+    if not isinstance(a, int) or isinstance(a, bool):
+      raise ValueError(f"{name} must be an int or a sequence of ints, got {axes!r}.")
+    if not -ndim <= a < ndim:
+      raise ValueError(
+          f"{name}={axes!r} is out of range for an array of rank {ndim}; "
+          f"expected axes in [{-ndim}, {ndim})."
+      )
+    out.append(a % ndim)
+  if len(set(out)) != len(out):
+    raise ValueError(f"{name}={axes!r} names the same axis twice.")
+  return tuple(out)
+
+
+def matrix_layout(
+    shape: Sequence[int], out_axis: AxisSpec = -1, batch_axis: AxisSpec = ()
+) -> MatrixLayout:
+  """Validates the axes for ``shape`` and returns its :class:`MatrixLayout`.
+
+  Raises:
+    ValueError: if the shape has rank < 2, an axis is out of range, the output
+      and batch axes overlap, or no axis is left for the input neurons.
+
+  >>> matrix_layout((3, 3, 16, 32)).n_in
+  144
+  >>> matrix_layout((4, 8, 16), batch_axis=0)[1:]
+  ((0,), (1,), (2,))
+  """
+  shape = tuple(int(d) for d in shape)
+  ndim = len(shape)
+  if ndim < 2:
+    raise ValueError(
+        f"shape must have rank >= 2 (inputs and outputs), got shape {shape}."
+    )
+  out_axes = _normalize_axes(out_axis, ndim, "out_axis")
+  batch_axes = _normalize_axes(batch_axis, ndim, "batch_axis")
+  if not out_axes:
+    raise ValueError("out_axis must name at least one axis.")
+  overlap = set(out_axes) & set(batch_axes)
+  if overlap:
+    raise ValueError(
+        f"out_axis={out_axis!r} and batch_axis={batch_axis!r} overlap on "
+        f"axes {sorted(overlap)}; they must be disjoint."
+    )
+  in_axes = tuple(a for a in range(ndim) if a not in out_axes and a not in batch_axes)
+  if not in_axes:
+    raise ValueError(
+        f"no input axis is left in shape {shape} with out_axis={out_axis!r} and "
+        f"batch_axis={batch_axis!r}; at least one axis must hold input neurons."
+    )
+  return MatrixLayout(shape, batch_axes, in_axes, out_axes)
+
+
+def as_matrices(
+    x: Array, out_axis: AxisSpec = -1, batch_axis: AxisSpec = ()
+) -> tuple[Array, MatrixLayout]:
+  """Views ``x`` as a stack of ``(n_in, n_out)`` matrices.
+
+  Returns:
+    ``(matrices, layout)`` where ``matrices`` has shape ``(batch, n_in, n_out)``
+    (``batch`` is 1 without batch axes) and ``layout`` feeds
+    :func:`from_matrices`.
+
+  >>> import jax.numpy as jnp
+  >>> m, layout = as_matrices(jnp.zeros((3, 3, 2, 5)))
+  >>> m.shape
+  (1, 18, 5)
+  """
+  layout = matrix_layout(x.shape, out_axis, batch_axis)
+  matrices = jnp.transpose(x, layout.permutation).reshape(
+      layout.num_matrices, layout.n_in, layout.n_out
+  )
+  return matrices, layout
+
+
+def from_matrices(matrices: Array, layout: MatrixLayout) -> Array:
+  """Inverse of :func:`as_matrices`: back to ``layout.shape``, bit for bit."""
+  permuted_shape = tuple(layout.shape[a] for a in layout.permutation)
+  inverse = tuple(layout.permutation.index(a) for a in range(len(layout.shape)))
+  return jnp.transpose(matrices.reshape(permuted_shape), inverse)
