@@ -62,7 +62,10 @@ class MatrixLayout(NamedTuple):
 
 
 def _normalize_axes(axes: AxisSpec, ndim: int, name: str) -> tuple[int, ...]:
-  seq = (axes,) if isinstance(axes, int) else tuple(axes)
+  if isinstance(axes, Sequence) and not isinstance(axes, str):
+    seq = tuple(axes)
+  else:
+    seq = (axes,)
   out = []
   for a in seq:
     if not isinstance(a, int) or isinstance(a, bool):

@@ -37,6 +37,7 @@ Implementation notes (why it is shaped like this):
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import jax
@@ -214,7 +215,12 @@ def pa_rewire(
   check_floating(matrix.dtype, "matrix.dtype")
   if matrix.size == 0 or not passes:
     return matrix
-  w = matrix
+  return _pa_rewire(key, matrix, passes, offset)
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3))
+def _pa_rewire(key: Array, w: Array, passes: tuple[str, ...], offset: float) -> Array:
+  # jit so that eager calls (e.g. nnx modules built outside jit) compile once per shape.
   for pass_key, name in zip(jax.random.split(key, len(passes)), passes):
     w = _rewire_columns(pass_key, w, offset) if name == "in" else _rewire_columns(pass_key, w.T, offset).T
   return w
