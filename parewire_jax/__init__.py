@@ -11,23 +11,48 @@ from parewire_jax.initializers import (
     rewired,
     rewiring_key,
 )
+from parewire_jax.lookahead_permutation import (
+    LaPermState,
+    RankingDistance,
+    WeightDeviation,
+    find_laperm_state,
+    is_weight_matrix,
+    laperm,
+    laperm_project,
+    random_prune,
+    ranking_distance,
+    weight_deviation,
+)
 from parewire_jax.rewiring import pa_rewire, rewire
+from parewire_jax.tree import leaf_key, rewire_params
 from parewire_jax.strength import StrengthStats, strength_stats, strengths
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "LaPermState",
     "MatrixLayout",
+    "RankingDistance",
+    "WeightDeviation",
     "StrengthStats",
     "as_matrices",
+    "find_laperm_state",
     "from_matrices",
+    "is_weight_matrix",
+    "leaf_key",
+    "laperm",
+    "laperm_project",
     "matrix_layout",
     "max_strength_variance",
     "min_strength_variance",
     "pa_rewire",
+    "random_prune",
+    "ranking_distance",
     "rewire",
+    "rewire_params",
     "rewired",
     "rewiring_key",
     "strength_stats",
     "strengths",
+    "weight_deviation",
 ]

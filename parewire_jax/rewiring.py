@@ -140,11 +140,19 @@ def _stable_argsort_packed(bits: Array) -> Array:
 
 
 def stable_argsort(x: Array) -> Array:
-  """Stable ascending argsort of a float vector, identical on every platform."""
-  bits = _sortable_bits(x.astype(jnp.float32))
-  return lax.platform_dependent(
-      bits, cpu=_stable_argsort_packed, default=_stable_argsort_pairs
-  )
+  """Stable ascending argsort along the last axis, by exact bit-pattern order.
+
+  Orders like ``numpy.argsort(x, kind="stable")`` for non-NaN values, with
+  ``-0.0`` before ``+0.0``. The result is the same on every platform; only the
+  way it is computed differs (see :func:`_stable_argsort_packed`).
+  """
+  if jnp.finfo(x.dtype).bits > 32:
+    return _stable_argsort_pairs(_sortable_bits(x))
+  bits = _sortable_bits(x.astype(jnp.float32))  # exact for 16-bit floats
+  packed = _stable_argsort_packed
+  for _ in range(bits.ndim - 1):
+    packed = jax.vmap(packed)  # searchsorted is 1-D
+  return lax.platform_dependent(bits, cpu=packed, default=_stable_argsort_pairs)
 
 
 def _rewire_columns(key: Array, w: Array, offset: float) -> Array:

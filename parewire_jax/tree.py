@@ -1,0 +1,334 @@
+"""Whole-model PA rewiring: every weight matrix of a parameter tree (§3.3, §4).
+
+The paper rewires every layer of a network at initialisation (§3.3, §4.1).
+:func:`rewire_params` does that for any pytree of parameters (a plain dict,
+Flax linen variables, an ``nnx.State``, an Equinox module) in three steps:
+
+1. **Select.** Every floating leaf with ``ndim >= 2`` for which
+   ``where(path, leaf)`` holds is viewed as ``(batch, n_in, n_out)`` matrices
+   with :func:`parewire_jax.as_matrices`; every other leaf is returned as the
+   same object.
+2. **Key.** A leaf's key is :func:`leaf_key` ``(key, path)``, folded from a
+   stable hash of the leaf's path, so a leaf's result depends only on
+   ``key``, its path and its value: not on the rest of the tree, its order,
+   or how leaves were grouped. Matrix ``b`` of a leaf with batch axes uses
+   ``jax.random.split(leaf_key(key, path), num_matrices)[b]``, exactly as
+   :func:`parewire_jax.rewire` does.
+3. **Group.** Matrices of equal ``(n_in, n_out, dtype)`` are stacked and
+   rewired by one ``vmap``-ed :func:`parewire_jax.pa_rewire` scan, in chunks
+   of at most ``max_group_bytes``. One jitted function is compiled per
+   ``(n_in, n_out, dtype, chunk size)`` and reused, so a 32-layer transformer
+   compiles as many scans as it has distinct matrix shapes, not 224.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import Array
+
+from parewire_jax.axes import AxisSpec, MatrixLayout, as_matrices, from_matrices, matrix_layout
+from parewire_jax.rewiring import PASSES, check_offset, check_passes, pa_rewire
+
+KeyPath = tuple[Any, ...]
+AxesFn = Callable[[KeyPath, Array], AxisSpec | None]
+
+# Used when the device does not report its memory (e.g. the CPU backend).
+_FALLBACK_GROUP_BYTES = 256 * 2**20
+# A chunk's scan needs its input, its output and XLA temporaries (3-6x the input
+# for pa_rewire on CPU, per compiled memory_analysis()), plus the copies made
+# when stacking and unstacking; 16x leaves headroom on top of that.
+_WORKSPACE_FACTOR = 16
+
+
+def leaf_key(key: Array, path: KeyPath | str) -> Array:
+  """The rewiring key of the leaf at ``path``, derived from ``key``.
+
+  ``path`` (a key path from :func:`jax.tree_util.tree_flatten_with_path`, or
+  its :func:`jax.tree_util.keystr`) is hashed with BLAKE2b to 64 bits, which
+  are folded into ``key`` as two 32-bit words. The hash is stable across
+  processes and machines (unlike Python's ``hash``), and 64 bits make two
+  leaves of one tree sharing a key practically impossible.
+
+  >>> import jax
+  >>> path = (jax.tree_util.DictKey("dense"), jax.tree_util.DictKey("kernel"))
+  >>> k = jax.random.key(0)
+  >>> bool((jax.random.key_data(leaf_key(k, path))
+  ...       == jax.random.key_data(leaf_key(k, "['dense']['kernel']"))).all())
+  True
+  """
+  text = path if isinstance(path, str) else jax.tree_util.keystr(tuple(path))
+  digest = hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()
+  high, low = int.from_bytes(digest[:4], "little"), int.from_bytes(digest[4:], "little")
+  return jax.random.fold_in(jax.random.fold_in(key, high), low)
+
+
+class _LeafMatrices(NamedTuple):
+  """A selected leaf, seen as ``layout.num_matrices`` matrices with their keys."""
+
+  index: int  # position among the flattened leaves
+  layout: MatrixLayout
+  keys: Array  # (num_matrices,) keys, matrix b's key at b
+
+
+def _as_typed_key(key) -> Array:
+  """Validates ``key``; a legacy raw key becomes the typed key with the same bits.
+
+  Typed keys let legacy-key calls share compiled scans with typed-key calls;
+  every derived key (:func:`leaf_key`, splits) has the same bits either way.
+  """
+  if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+    if key.shape == ():
+      return key
+  elif isinstance(key, (jax.Array, np.ndarray)) and key.dtype == jnp.uint32 and key.ndim == 1:
+    try:
+      return jax.random.wrap_key_data(key)  # e.g. jax.random.PRNGKey(0)
+    except (TypeError, ValueError):
+      pass  # not the default implementation's key shape
+  raise ValueError(
+      "key must be a single PRNG key (jax.random.key(seed) or a legacy "
+      f"jax.random.PRNGKey(seed)), got {type(key).__name__} with "
+      f"shape {getattr(key, 'shape', None)} and dtype {getattr(key, 'dtype', None)}."
+  )
+
+
+def _is_axis_spec(spec) -> bool:
+  if isinstance(spec, bool):
+    return False
+  if isinstance(spec, int):
+    return True
+  return isinstance(spec, Sequence) and not isinstance(spec, str) and all(
+      isinstance(a, int) and not isinstance(a, bool) for a in spec
+  )
+
+
+def _check_axes_arg(spec, name: str, allow_none: bool, allow_callable: bool = True) -> None:
+  if (allow_callable and callable(spec)) or _is_axis_spec(spec) or (allow_none and spec is None):
+    return
+  expected = ["None"] * allow_none + ["an int", "a sequence of ints"] + ["a callable (path, leaf) -> axes"] * allow_callable
+  raise ValueError(f"{name} must be {', '.join(expected[:-1])} or {expected[-1]}; got {spec!r}.")
+
+
+def _check_max_group_bytes(max_group_bytes) -> None:
+  if max_group_bytes is None:
+    return
+  if isinstance(max_group_bytes, bool) or not isinstance(max_group_bytes, int) or max_group_bytes < 1:
+    raise ValueError(f"max_group_bytes must be None or a positive int, got {max_group_bytes!r}.")
+
+
+def _is_floating_matrix(leaf) -> bool:
+  return (
+      isinstance(leaf, (jax.Array, np.ndarray))
+      and leaf.ndim >= 2
+      and jnp.issubdtype(leaf.dtype, jnp.floating)
+  )
+
+
+def _leaf_layout(path: KeyPath, leaf, out_axis, batch_axis) -> MatrixLayout:
+  """Resolves (possibly per-leaf) axes and validates them for ``leaf``."""
+  name = jax.tree_util.keystr(path)
+  out = out_axis(path, leaf) if callable(out_axis) else out_axis
+  batch = batch_axis(path, leaf) if callable(batch_axis) else batch_axis
+  _check_axes_arg(out, f"out_axis for leaf {name}", allow_none=False, allow_callable=False)
+  _check_axes_arg(batch, f"batch_axis for leaf {name}", allow_none=True, allow_callable=False)
+  try:
+    return matrix_layout(leaf.shape, out, () if batch is None else batch)
+  except ValueError as e:
+    raise ValueError(f"leaf {name} of shape {tuple(leaf.shape)}: {e}") from None
+
+
+def _default_group_bytes() -> int:
+  """The default device's free memory over the workspace factor, if it reports it."""
+  stats = jax.devices()[0].memory_stats()
+  if not stats or "bytes_limit" not in stats:
+    return _FALLBACK_GROUP_BYTES
+  free = stats["bytes_limit"] - stats.get("bytes_in_use", 0)
+  return max(1, free // _WORKSPACE_FACTOR)
+
+
+def _chunk_sizes(total: int, max_size: int) -> list[int]:
+  """Splits ``total`` into the fewest chunks of at most ``max_size``, balanced.
+
+  Sizes differ by at most one, so a group compiles at most two chunk shapes
+  and no chunk is padded with wasted work.
+  """
+  num_chunks = -(-total // max_size)
+  base, extra = divmod(total, num_chunks)
+  return [base + 1] * extra + [base] * (num_chunks - extra)
+
+
+def _segments(members: list[_LeafMatrices], sizes: list[int]) -> Iterator[list[tuple[_LeafMatrices, int, int]]]:
+  """For each chunk, its ``(leaf, lo, hi)`` slices of the group's matrices, in order."""
+  queue = [(m, 0) for m in members]
+  position = 0
+  for size in sizes:
+    chunk, need = [], size
+    while need:
+      member, lo = queue[position]
+      hi = min(member.layout.num_matrices, lo + need)
+      chunk.append((member, lo, hi))
+      need -= hi - lo
+      if hi == member.layout.num_matrices:
+        position += 1
+      else:
+        queue[position] = (member, hi)
+    yield chunk
+
+
+@functools.partial(jax.jit, static_argnames=("passes", "offset"))
+def _rewire_stack(keys: Array, matrices: Array, *, passes: tuple[str, ...], offset: float) -> Array:
+  """One batched scan over a ``(chunk, n_in, n_out)`` stack (the compiled unit)."""
+  return jax.vmap(functools.partial(pa_rewire, passes=passes, offset=offset))(keys, matrices)
+
+
+def _rewire_group(
+    leaves: list, members: list[_LeafMatrices], max_matrices: int, passes: tuple[str, ...], offset: float
+) -> dict[int, Array]:
+  """Rewires one group chunk by chunk; returns the new leaves by index.
+
+  A leaf's matrices are materialised only while it has matrices left to
+  rewire, and a leaf is reassembled as soon as its last chunk is done, so the
+  extra memory at any time is about one chunk (plus one partly done leaf).
+  """
+  sizes = _chunk_sizes(sum(m.layout.num_matrices for m in members), max_matrices)
+  views: dict[int, Array] = {}
+  done: dict[int, list[Array]] = {}
+  results: dict[int, Array] = {}
+  for chunk in _segments(members, sizes):
+    pieces, keys = [], []
+    for member, lo, hi in chunk:
+      if member.index not in views:
+        views[member.index] = as_matrices(leaves[member.index], member.layout.out_axes, member.layout.batch_axes)[0]
+      pieces.append(views[member.index][lo:hi])
+      keys.append(member.keys[lo:hi])
+    stack = pieces[0] if len(pieces) == 1 else jnp.concatenate(pieces)
+    del pieces
+    rewired = _rewire_stack(jnp.concatenate(keys), stack, passes=passes, offset=offset)
+    del stack
+    start = 0
+    for member, lo, hi in chunk:
+      done.setdefault(member.index, []).append(rewired[start : start + hi - lo])
+      start += hi - lo
+      if hi == member.layout.num_matrices:
+        parts = done.pop(member.index)
+        del views[member.index]
+        matrices = parts[0] if len(parts) == 1 else jnp.concatenate(parts)
+        results[member.index] = from_matrices(matrices, member.layout)
+    del rewired  # before the next chunk's stack is built
+  return results
+
+
+def rewire_params(
+    key: Array,
+    params: Any,
+    *,
+    where: Callable[[KeyPath, Array], bool] | None = None,
+    out_axis: AxisSpec | AxesFn = -1,
+    batch_axis: AxisSpec | AxesFn | None = None,
+    passes: Sequence[str] = PASSES,
+    offset: float = 1.0,
+    max_group_bytes: int | None = None,
+) -> Any:
+  """PA-rewires every weight matrix of a parameter tree (Algorithm 1, §3.3).
+
+  Selected leaves are floating arrays with ``ndim >= 2`` for which
+  ``where(path, leaf)`` is true; each is replaced by a bit-exact permutation
+  of itself with lower neuron-strength variance. Every other leaf (biases,
+  norms, integer counters, non-array leaves, and arrays ``where`` rejects)
+  is returned as the very same object. A selected leaf ``x`` at ``path``
+  becomes exactly::
+
+      rewire(leaf_key(key, path), x, out_axis=..., batch_axis=...,
+             passes=passes, offset=offset)
+
+  whatever else the tree holds, in whatever order; only the work is shared:
+  matrices of equal ``(n_in, n_out, dtype)`` from all leaves are rewired
+  together by one compiled, ``vmap``-ed scan per chunk.
+
+  Args:
+    key: a PRNG key; leaf keys come from :func:`leaf_key`.
+    params: any pytree: a dict, Flax linen variables, an ``nnx.State``
+      (``nnx.split`` → ``rewire_params`` → ``nnx.merge``), an Equinox module.
+    where: ``(path, leaf) -> bool`` choosing among the floating ``ndim >= 2``
+      leaves (default: all of them), e.g. to keep embeddings:
+      ``lambda path, x: "embed" not in jax.tree_util.keystr(path)``.
+    out_axis: the output-neuron axis or axes, for every leaf, or a callable
+      ``(path, leaf) -> axes``. ``-1`` is Flax's ``(..., in, out)``; ``0``
+      serves Equinox and PyTorch's ``(out, in, ...)``.
+    batch_axis: axes indexing independent matrices, e.g. ``0`` for layers
+      stacked by ``nn.scan``/``nnx.vmap``; ``None`` (default) or ``()`` for
+      none. An int or sequence applies to every selected leaf; a callable
+      ``(path, leaf) -> axes or None`` chooses per leaf. Each matrix joins the
+      group of its ``(n_in, n_out, dtype)``.
+    passes, offset: as in :func:`parewire_jax.pa_rewire`.
+    max_group_bytes: the most bytes of matrices stacked into one scan. A
+      group larger than this is split into balanced chunks (at most two chunk
+      sizes per group); a single matrix larger than it is rewired alone.
+      Default: the default device's free memory over 16 (input, output and
+      scan temporaries take several times a chunk) where
+      ``device.memory_stats()`` reports it, else 256 MiB.
+
+  Returns:
+    A tree of the same structure, with the selected leaves rewired.
+
+  Memory: call it outside ``jit`` for the bound to hold: beyond ``params``
+  and the result, it holds about one chunk's stack, its scan workspace, and
+  at most one leaf's matrices that straddle two chunks. Under ``jit`` it
+  still works, but XLA schedules the chunks.
+
+  Raises:
+    ValueError: for a bad ``key``, ``where``, ``out_axis``, ``batch_axis``,
+      ``passes``, ``offset`` or ``max_group_bytes``, or axes that do not fit
+      a selected leaf (the message names the leaf's path).
+
+  >>> import jax, jax.numpy as jnp
+  >>> params = {"dense": {"kernel": jax.random.normal(jax.random.key(0), (12, 8)),
+  ...                     "bias": jnp.zeros(8)}}
+  >>> new = rewire_params(jax.random.key(1), params)
+  >>> new["dense"]["bias"] is params["dense"]["bias"]
+  True
+  >>> path = (jax.tree_util.DictKey("dense"), jax.tree_util.DictKey("kernel"))
+  >>> from parewire_jax import rewire
+  >>> alone = rewire(leaf_key(jax.random.key(1), path), params["dense"]["kernel"])
+  >>> bool((new["dense"]["kernel"] == alone).all())
+  True
+  """
+  key = _as_typed_key(key)
+  if where is not None and not callable(where):
+    raise ValueError(f"where must be None or a callable (path, leaf) -> bool, got {where!r}.")
+  _check_axes_arg(out_axis, "out_axis", allow_none=False)
+  _check_axes_arg(batch_axis, "batch_axis", allow_none=True)
+  passes = check_passes(passes)
+  offset = check_offset(offset)
+  _check_max_group_bytes(max_group_bytes)
+
+  paths_and_leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
+  leaves = [leaf for _, leaf in paths_and_leaves]
+  groups: dict[tuple[int, int, Any], list[_LeafMatrices]] = {}
+  for index, (path, leaf) in enumerate(paths_and_leaves):
+    if not _is_floating_matrix(leaf) or (where is not None and not where(path, leaf)):
+      continue
+    layout = _leaf_layout(path, leaf, out_axis, batch_axis)
+    if leaf.size == 0:
+      continue  # nothing to move; rewire() returns such arrays as they are
+    k = leaf_key(key, path)
+    keys = jax.random.split(k, layout.num_matrices) if layout.batch_axes else k[None]
+    groups.setdefault((layout.n_in, layout.n_out, jnp.dtype(leaf.dtype)), []).append(
+        _LeafMatrices(index, layout, keys)
+    )
+
+  if groups and max_group_bytes is None:
+    max_group_bytes = _default_group_bytes()
+  new_leaves = list(leaves)
+  for (n_in, n_out, dtype), members in groups.items():
+    matrix_bytes = n_in * n_out * dtype.itemsize
+    max_matrices = max(1, max_group_bytes // matrix_bytes)
+    for index, rewired in _rewire_group(leaves, members, max_matrices, passes, offset).items():
+      new_leaves[index] = rewired
+  return jax.tree_util.tree_unflatten(treedef, new_leaves)
