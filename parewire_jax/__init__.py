@@ -16,7 +16,6 @@ from parewire_jax.lookahead_permutation import (
     RankingDistance,
     WeightDeviation,
     find_laperm_state,
-    is_weight_matrix,
     laperm,
     laperm_project,
     random_prune,
@@ -24,7 +23,7 @@ from parewire_jax.lookahead_permutation import (
     weight_deviation,
 )
 from parewire_jax.rewiring import pa_rewire, rewire
-from parewire_jax.tree import leaf_key, rewire_params
+from parewire_jax.tree import is_weight_matrix, leaf_key, rewire_params
 from parewire_jax.strength import StrengthStats, strength_stats, strengths
 
 __version__ = "0.1.0"

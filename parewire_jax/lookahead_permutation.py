@@ -67,7 +67,7 @@ import optax
 from jax import Array, lax
 
 from parewire_jax.axes import MatrixLayout, as_matrices, from_matrices
-from parewire_jax.tree import leaf_key
+from parewire_jax.tree import is_weight_matrix, leaf_key
 from parewire_jax.rewiring import (
     sort_exact,
     stable_argsort,
@@ -84,18 +84,6 @@ def _is_floating(path, leaf) -> bool:
   del path
   dtype = getattr(leaf, "dtype", None)
   return dtype is not None and jnp.issubdtype(dtype, jnp.floating)
-
-
-def is_weight_matrix(path, leaf) -> bool:
-  """The default ``where``: every floating leaf with ``ndim >= 2``.
-
-  Biases, norms and other 1-D leaves are left out, as are integer leaves.
-
-  >>> import jax.numpy as jnp
-  >>> is_weight_matrix((), jnp.zeros((3, 4))), is_weight_matrix((), jnp.zeros(4))
-  (True, False)
-  """
-  return _is_floating(path, leaf) and len(leaf.shape) >= 2
 
 
 def _selection(where: Where | None, tree, eligible=is_weight_matrix):

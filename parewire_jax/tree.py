@@ -122,7 +122,17 @@ def _check_max_group_bytes(max_group_bytes) -> None:
     raise ValueError(f"max_group_bytes must be None or a positive int, got {max_group_bytes!r}.")
 
 
-def _is_floating_matrix(leaf) -> bool:
+def is_weight_matrix(path: KeyPath, leaf) -> bool:
+  """The default leaf selection: every floating array with ``ndim >= 2``.
+
+  Biases, norms, integer leaves and non-array leaves (e.g. an Equinox module's
+  activation function) are left out. Used by :func:`rewire_params` and LaPerm.
+
+  >>> import jax.numpy as jnp
+  >>> is_weight_matrix((), jnp.zeros((3, 4))), is_weight_matrix((), jnp.zeros(4))
+  (True, False)
+  """
+  del path
   return (
       isinstance(leaf, (jax.Array, np.ndarray))
       and leaf.ndim >= 2
@@ -312,7 +322,7 @@ def rewire_params(
   leaves = [leaf for _, leaf in paths_and_leaves]
   groups: dict[tuple[int, int, Any], list[_LeafMatrices]] = {}
   for index, (path, leaf) in enumerate(paths_and_leaves):
-    if not _is_floating_matrix(leaf) or (where is not None and not where(path, leaf)):
+    if not is_weight_matrix(path, leaf) or (where is not None and not where(path, leaf)):
       continue
     layout = _leaf_layout(path, leaf, out_axis, batch_axis)
     if leaf.size == 0:
