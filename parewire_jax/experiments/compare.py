@@ -1,0 +1,264 @@
+"""The experiments behind ``python -m parewire_jax compare`` and ``strength``.
+
+:func:`run_compare` trains one model from the same init seeds with the base
+initializer and its variants (§4.1–4.3), then tabulates and tests the
+per-seed metrics against the base (Tables 1–2) and writes JSON and plots.
+:func:`run_strength` compares strength statistics of one weight shape before
+and after rewiring (§3.2–3.3, Fig. 1b–c).
+"""
+
+from __future__ import annotations
+
+import pathlib
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from parewire_jax.experiments import models as models_lib
+from parewire_jax.experiments import report as report_lib
+from parewire_jax.experiments.train import TrainConfig, TrainResult, check_config, kernels, seed_keys, train_seeds
+from parewire_jax.strength import strength_stats
+
+
+class CompareConfig(NamedTuple):
+  """Everything that defines a ``compare`` run (recorded in its JSON).
+
+  The defaults are the CPU demonstration (see ``python -m parewire_jax
+  compare --help``); the paper's Table 1 setting is ``model="lenet",
+  seeds=100, epochs=100``.
+  """
+
+  dataset: str = "mnist"
+  model: str = "mlp"
+  init: str = "kaiming_normal"
+  variants: tuple[str, ...] = ("base", "rewired")
+  seeds: int = 40
+  first_seed: int = 0
+  epochs: int = 1
+  batch_size: int = 128
+  learning_rate: float = 0.01
+  momentum: float = 0.9
+  limit_train: int | None = None
+  data_seed: int = 0
+  seeds_per_chunk: int | None = None
+  seeds_per_vmap: int | None = None
+  num_draws: int = 100
+  mlp_hidden: tuple[int, ...] = (256, 256)
+  equal_var: bool = False
+  track_gradients: bool = False
+
+  def train_config(self) -> TrainConfig:
+    return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, learning_rate=self.learning_rate,
+                       momentum=self.momentum, data_seed=self.data_seed, seeds_per_chunk=self.seeds_per_chunk,
+                       seeds_per_vmap=self.seeds_per_vmap, track_gradients=self.track_gradients)
+
+
+class CompareResult(NamedTuple):
+  config: CompareConfig
+  results: dict[str, TrainResult]  # variant -> per-seed records
+  metrics: dict[str, dict[str, np.ndarray]]  # variant -> metric -> per-seed values
+  report: report_lib.MetricReport
+  table: str  # markdown: Tables 1–2 and the paired comparison
+
+
+def check_compare_config(config: CompareConfig) -> None:
+  """Raises ValueError naming the first impossible setting of ``config``."""
+  from parewire_jax.experiments.data import DATASETS
+
+  for value, allowed, what in ((config.dataset, DATASETS, "dataset"), (config.model, models_lib.MODELS, "model"),
+                               (config.init, models_lib.INITIALIZERS, "init")):
+    if value not in allowed:
+      raise ValueError(f"{what} must be one of {', '.join(allowed)}; got {value!r}.")
+  variants = tuple(config.variants)
+  unknown = [v for v in variants if v not in models_lib.VARIANTS]
+  if unknown:
+    raise ValueError(f"variants must be among {', '.join(models_lib.VARIANTS)}; got {', '.join(map(repr, unknown))}.")
+  if "base" not in variants or len(variants) < 2 or len(set(variants)) != len(variants):
+    raise ValueError(f"variants must be distinct and include 'base' and at least one other; got {list(variants)}.")
+  if isinstance(config.seeds, bool) or not isinstance(config.seeds, int) or config.seeds < 2:
+    raise ValueError(f"seeds must be an int >= 2 (the statistical tests need two samples), got {config.seeds!r}.")
+  if isinstance(config.first_seed, bool) or not isinstance(config.first_seed, int) or config.first_seed < 0:
+    raise ValueError(f"first_seed must be an int >= 0, got {config.first_seed!r}.")
+  if config.limit_train is not None and (not isinstance(config.limit_train, int) or config.limit_train < 1):
+    raise ValueError(f"limit_train must be None or an int >= 1, got {config.limit_train!r}.")
+  if isinstance(config.num_draws, bool) or not isinstance(config.num_draws, int) or config.num_draws < 1:
+    raise ValueError(f"num_draws must be an int >= 1, got {config.num_draws!r}.")
+  if not config.mlp_hidden or any(not isinstance(h, int) or h < 1 for h in config.mlp_hidden):
+    raise ValueError(f"mlp_hidden must be a non-empty sequence of ints >= 1, got {config.mlp_hidden!r}.")
+  check_config(config.train_config())  # the trainer's checks, before any data is loaded
+
+
+def build(config: CompareConfig, variant: str, num_classes: int):
+  """The model of ``config`` with every kernel drawn by ``config.init`` in ``variant``."""
+  kernel_init = models_lib.kernel_initializer(config.init, variant, num_draws=config.num_draws)
+  return models_lib.build_model(config.model, num_classes, kernel_init, mlp_hidden=config.mlp_hidden)
+
+
+def _first_seed_kernels(config: CompareConfig, dataset) -> tuple[str, dict[str, np.ndarray]]:
+  """The largest kernel of the model initialized with ``first_seed``, per variant (for Fig. 1b)."""
+  largest = {}
+  for variant in config.variants:
+    model = build(config, variant, dataset.num_classes)
+    params = jax.jit(model.init)(jax.random.key(config.first_seed), jnp.asarray(dataset.x_train[:1]))["params"]
+    leaves = kernels(params)
+    name = max(leaves, key=lambda n: leaves[n].size)
+    largest[variant] = np.asarray(leaves[name])
+  return name, largest
+
+
+def run_compare(
+    config: CompareConfig = CompareConfig(),
+    *,
+    dataset=None,
+    data_dir: str | None = None,
+    download: bool = True,
+    out_dir: str | pathlib.Path | None = None,
+    progress: bool = False,
+) -> CompareResult:
+  """Trains every variant from the same seeds and compares each with ``base`` (§4.1–4.3).
+
+  Args:
+    config: the run; see :class:`CompareConfig`.
+    dataset: a ready :class:`~parewire_jax.experiments.data.Dataset`; when
+      ``None`` it is loaded with ``load_dataset(config.dataset, data_dir=...,
+      download=..., limit_train=config.limit_train)``.
+    data_dir, download: passed to ``load_dataset``.
+    out_dir: when given, receives ``results.json`` (config, per-seed curves
+      and metrics, summaries, tests), ``table.md`` and the plots
+      ``curves.png`` (Fig. 4), ``strength.png`` (Fig. 1b),
+      ``strength_vs_accuracy.png`` (Fig. 3) and, with ``track_gradients``,
+      ``gradients.png`` (Fig. 5).
+    progress: show a tqdm bar over (variant, chunk, epoch).
+
+  Returns:
+    A :class:`CompareResult`.
+  """
+  config = config._replace(variants=tuple(config.variants), mlp_hidden=tuple(config.mlp_hidden))
+  check_compare_config(config)
+  if dataset is None:
+    from parewire_jax.experiments.data import load_dataset
+
+    dataset = load_dataset(config.dataset, data_dir=data_dir, download=download, limit_train=config.limit_train)
+  train_config = config.train_config()
+  seeds = list(range(config.first_seed, config.first_seed + config.seeds))
+  chunks = -(-config.seeds // (config.seeds_per_chunk or config.seeds))
+
+  from tqdm.auto import tqdm
+
+  results: dict[str, TrainResult] = {}
+  with tqdm(total=len(config.variants) * chunks * config.epochs, disable=not progress, unit="epoch") as bar:
+    for variant in config.variants:
+      bar.set_description(variant)
+      results[variant] = train_seeds(build(config, variant, dataset.num_classes), dataset, seeds, train_config,
+                                     progress=bar.update)
+
+  metrics = {variant: report_lib.per_seed_metrics(result) for variant, result in results.items()}
+  analysis = report_lib.analyze(metrics, equal_var=config.equal_var)
+  test = "Student" if config.equal_var else "Welch"
+  table = (f"{config.dataset} / {config.model} / {config.init}: {config.seeds} seeds, {config.epochs} epoch(s); "
+           f"p: {test} t-test (mean) and Kruskal–Wallis (median) vs base\n\n"
+           + report_lib.markdown_table(analysis)
+           + "\n\npaired by seed (variant − base):\n\n" + report_lib.paired_table(analysis))
+  outcome = CompareResult(config, results, metrics, analysis, table)
+  if out_dir is not None:
+    write_compare_outputs(outcome, dataset, out_dir)
+  return outcome
+
+
+def write_compare_outputs(outcome: CompareResult, dataset, out_dir: str | pathlib.Path) -> None:
+  """``results.json``, ``table.md`` and the plots of a :func:`run_compare` outcome."""
+  out = pathlib.Path(out_dir)
+  out.mkdir(parents=True, exist_ok=True)
+  config = outcome.config
+  payload: dict[str, Any] = {
+      "config": config._asdict(),
+      "dataset": {"name": dataset.name, "num_train": len(dataset.x_train), "num_val": len(dataset.x_val),
+                  "num_test": len(dataset.x_test), "num_classes": dataset.num_classes},
+      "jax": {"version": jax.__version__, "backend": jax.default_backend()},
+      "variants": {
+          variant: {
+              "per_seed": {"seeds": result.seeds, **outcome.metrics[variant]},
+              "curves": {k: getattr(result, k) for k in ("train_loss", "train_acc", "val_loss", "val_acc",
+                                                         "test_loss", "test_acc")},
+              "grad_abs": result.grad_abs,
+              "layer_names": result.layer_names,
+              "init_mean_variance": result.init_mean_variance,
+              "init_mean_fourth_moment": result.init_mean_fourth_moment,
+              "summary": outcome.report.summaries[variant],
+              "vs_base": outcome.report.comparisons.get(variant),
+          }
+          for variant, result in outcome.results.items()
+      },
+  }
+  report_lib.write_json(out / "results.json", payload)
+  (out / "table.md").write_text(outcome.table + "\n")
+  report_lib.plot_curves(outcome.results, out / "curves.png")
+  report_lib.plot_strength_vs_accuracy(outcome.results, out / "strength_vs_accuracy.png")
+  name, kernels = _first_seed_kernels(config, dataset)
+  report_lib.plot_strength_distributions(kernels, out / "strength.png",
+                                         title=f"{config.init}, kernel {name}, seed {config.first_seed}")
+  if config.track_gradients:
+    report_lib.plot_gradients(outcome.results, out / "gradients.png")
+
+
+STRENGTH_COLUMNS = ("in σ²", "out σ²", "in μ₄", "out μ₄", "in max abs(s)", "out max abs(s)")
+
+
+class StrengthResult(NamedTuple):
+  stats: dict[str, dict[str, float]]  # variant -> column -> mean over seeds
+  per_seed: dict[str, Any]  # variant -> StrengthStats of arrays (seeds,)
+  table: str
+
+
+def run_strength(
+    init: str,
+    shape: Sequence[int],
+    *,
+    seeds: int = 10,
+    variants: Sequence[str] = ("base", "rewired"),
+    num_draws: int = 100,
+    out_dir: str | pathlib.Path | None = None,
+) -> StrengthResult:
+  """Strength statistics of ``init`` kernels of ``shape`` per variant, mean over seeds (§3.2, Fig. 1).
+
+  The kernel is a Flax kernel: the last axis holds the output neurons, all
+  others the inputs. Seed ``s`` draws with ``jax.random.key(s)``, so every
+  variant of a seed starts from the same base draw. With ``out_dir``, writes
+  ``strength.json``, ``strength.md`` and ``strength.png`` (Fig. 1b for seed 0).
+
+  >>> r = run_strength("kaiming_normal", (64, 32), seeds=2)
+  >>> r.stats["rewired"]["in σ²"] < r.stats["base"]["in σ²"]
+  True
+  """
+  models_lib._check_name(init, models_lib.INITIALIZERS, "init")
+  shape = tuple(shape)
+  if len(shape) < 2 or any(isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1 for d in shape):
+    raise ValueError(f"shape must have at least 2 positive int dimensions (…, n_out), got {shape}.")
+  if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+    raise ValueError(f"seeds must be an int >= 1, got {seeds!r}.")
+  variants = tuple(variants)
+  for v in variants:
+    models_lib._check_name(v, models_lib.VARIANTS, "variant")
+  keys = seed_keys(range(seeds))
+  stats, per_seed, first_draw = {}, {}, {}
+  for variant in variants:
+    initializer = models_lib.kernel_initializer(init, variant, num_draws=num_draws)
+    draws = jax.jit(jax.vmap(lambda k: initializer(k, shape, jnp.float32)))(keys)
+    seed_stats = jax.vmap(strength_stats)(draws)
+    per_seed[variant] = jax.tree.map(np.asarray, seed_stats)
+    stats[variant] = dict(zip(STRENGTH_COLUMNS, (float(np.mean(getattr(seed_stats, f))) for f in (
+        "in_variance", "out_variance", "in_fourth_moment", "out_fourth_moment", "in_max_abs", "out_max_abs"))))
+    first_draw[variant] = np.asarray(draws[0])
+  table = (f"{init} {shape}: strength statistics, mean over {seeds} seed(s)\n\n"
+           + report_lib.strength_table(stats, STRENGTH_COLUMNS))
+  if out_dir is not None:
+    out = pathlib.Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    report_lib.write_json(out / "strength.json", {"init": init, "shape": shape, "seeds": seeds,
+                                                  "num_draws": num_draws, "mean": stats, "per_seed": per_seed})
+    (out / "strength.md").write_text(table + "\n")
+    report_lib.plot_strength_distributions(first_draw, out / "strength.png", title=f"{init} {shape}, seed 0")
+  return StrengthResult(stats, per_seed, table)

@@ -1,0 +1,250 @@
+"""Models and named kernel initializers of the experiments (§4.1–4.4).
+
+Every kernel of every model is drawn by one initializer chosen by name: a base
+initializer of §4.1 (:data:`INITIALIZERS`) in one of the variants of Table 1
+(:data:`VARIANTS`). The variants are built with the core combinators, so a
+variant's kernel for a given key is derived from the base draw for that same
+key (:func:`parewire_jax.rewired` permutes it; the random searches draw their
+candidates from it), which is the paper's "same seeds" pairing. Flax linen
+derives one key per parameter from the init key and the parameter's path, so
+the same init seed gives every variant the same per-kernel keys.
+
+Biases start at zero and BatchNorm scales at one: only kernels are random, so
+the init seed changes nothing but kernels (§4.1 varies only the weights' seed).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import Array
+
+from parewire_jax.initializers import max_strength_variance, min_strength_variance, rewired
+
+Initializer = jax.nn.initializers.Initializer
+
+INITIALIZERS = ("kaiming_normal", "kaiming_uniform", "truncated_normal", "orthogonal")
+VARIANTS = ("base", "rewired", "min_sv", "max_sv")
+MODELS = ("mlp", "lenet", "resnet18")
+
+# Standard deviation of a standard normal truncated to [-3, 3]: dividing by it
+# gives the truncated draw the variance of the untruncated one.
+_TRUNC3_STD = math.sqrt(1.0 - 6.0 * math.exp(-4.5) / math.sqrt(2.0 * math.pi) / math.erf(3.0 / math.sqrt(2.0)))
+
+
+def _check_name(name: str, allowed: Sequence[str], what: str) -> str:
+  if name not in allowed:
+    raise ValueError(f"{what} must be one of {', '.join(allowed)}; got {name!r}.")
+  return name
+
+
+def _fan_in(shape) -> int:
+  # Flax kernels: (..., c_in, c_out); fan-in is everything but the last axis, as
+  # in PyTorch's conv (c_in·kh·kw) and linear (in_features) layers.
+  return math.prod(shape[:-1])
+
+
+def kaiming_truncated_normal(dtype=jnp.float32) -> Initializer:
+  """Kaiming-normal (fan-in, gain √2) truncated at ±3σ, variance kept at 2/fan_in (§4.1).
+
+  ``jax.nn.initializers.variance_scaling(..., "truncated_normal")`` truncates
+  at ±2σ, so the ±3σ version is built here from
+  :func:`jax.random.truncated_normal` divided by the truncated standard
+  deviation.
+
+  >>> import jax
+  >>> w = kaiming_truncated_normal()(jax.random.key(0), (400, 300))
+  >>> bool(abs(w).max() <= 3 * (2 / 400) ** 0.5 / 0.9865)
+  True
+  """
+
+  def init(key: Array, shape, dtype=dtype, out_sharding=None) -> Array:
+    del out_sharding  # single-device experiments
+    std = math.sqrt(2.0 / _fan_in(shape)) / _TRUNC3_STD
+    return (jax.random.truncated_normal(key, -3.0, 3.0, shape, jnp.float32) * std).astype(dtype)
+
+  return init
+
+
+def base_initializer(name: str) -> Initializer:
+  """The base initializer ``name`` of §4.1 (one of :data:`INITIALIZERS`).
+
+  ``kaiming_normal`` and ``kaiming_uniform`` are PyTorch's ``kaiming_*_``
+  defaults (fan-in, ReLU gain √2: variance 2/fan_in); ``truncated_normal`` is
+  :func:`kaiming_truncated_normal`; ``orthogonal`` has gain 1 and treats a
+  convolution kernel as the matrix (kh·kw·c_in, c_out).
+
+  >>> import jax
+  >>> base_initializer("kaiming_normal")(jax.random.key(0), (3, 3)).shape
+  (3, 3)
+  """
+  _check_name(name, INITIALIZERS, "init")
+  if name == "kaiming_normal":
+    return jax.nn.initializers.variance_scaling(2.0, "fan_in", "normal")
+  if name == "kaiming_uniform":
+    return jax.nn.initializers.variance_scaling(2.0, "fan_in", "uniform")
+  if name == "truncated_normal":
+    return kaiming_truncated_normal()
+  return jax.nn.initializers.orthogonal()
+
+
+def kernel_initializer(init: str, variant: str = "base", *, num_draws: int = 100) -> Initializer:
+  """Initializer ``init`` in ``variant`` (Table 1's rows), for Flax kernels.
+
+  Args:
+    init: one of :data:`INITIALIZERS`.
+    variant: ``base`` (the initializer itself), ``rewired`` (PA rewiring,
+      §3.3), ``min_sv`` / ``max_sv`` (the lowest / highest strength variance
+      among ``num_draws`` draws, §4.2).
+    num_draws: candidates of the random searches (the paper's 100).
+
+  >>> import jax, jax.numpy as jnp
+  >>> key = jax.random.key(0)
+  >>> w = kernel_initializer("orthogonal", "rewired")(key, (16, 8))
+  >>> b = kernel_initializer("orthogonal", "base")(key, (16, 8))
+  >>> bool((jnp.sort(w.ravel()) == jnp.sort(b.ravel())).all())
+  True
+  """
+  base = base_initializer(init)
+  _check_name(variant, VARIANTS, "variant")
+  if variant == "base":
+    return base
+  if variant == "rewired":
+    return rewired(base)
+  if variant == "min_sv":
+    return min_strength_variance(base, num_draws)
+  return max_strength_variance(base, num_draws)
+
+
+class MLP(nn.Module):
+  """Fully connected ReLU network on flattened inputs."""
+
+  num_classes: int
+  hidden: Sequence[int] = (256, 256)
+  kernel_init: Initializer = jax.nn.initializers.lecun_normal()
+
+  @nn.compact
+  def __call__(self, x: Array, train: bool = False) -> Array:
+    del train  # no train/eval difference
+    x = x.reshape(x.shape[0], -1)
+    for width in self.hidden:
+      x = nn.relu(nn.Dense(width, kernel_init=self.kernel_init)(x))
+    return nn.Dense(self.num_classes, kernel_init=self.kernel_init)(x)
+
+
+class PatchConv(nn.Module):
+  """Stride-1 valid convolution as one matmul over image patches (im2col).
+
+  The kernel has ``nn.Conv``'s layout ``(kh, kw, c_in, c_out)`` and the
+  result equals ``nn.Conv(..., padding="VALID")`` up to float summation
+  order. It exists because XLA:CPU differentiates ``conv_general_dilated``
+  an order of magnitude slower than the equivalent matmul, which decides
+  whether the CPU default run of ``compare`` fits in minutes.
+  """
+
+  features: int
+  kernel_size: tuple[int, int]
+  kernel_init: Initializer
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    kh, kw = self.kernel_size
+    kernel = self.param("kernel", self.kernel_init, (kh, kw, x.shape[-1], self.features), jnp.float32)
+    bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
+    h, w = x.shape[1] - kh + 1, x.shape[2] - kw + 1
+    # Patch features ordered (kh, kw, c_in), the kernel's row-major order.
+    patches = jnp.concatenate([x[:, i:i + h, j:j + w, :] for i in range(kh) for j in range(kw)], axis=-1)
+    return patches @ kernel.reshape(-1, self.features) + bias
+
+
+def _max_pool_2x2(x: Array) -> Array:
+  # A reshape-max rather than nn.max_pool: cheaper to differentiate on the CPU.
+  b, h, w, c = x.shape
+  return x[:, : h // 2 * 2, : w // 2 * 2].reshape(b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+
+
+class LeNet(nn.Module):
+  """The LeNet of §4.2: conv5×5(20) → pool → conv5×5(50) → pool → FC 500 → classes.
+
+  Valid convolutions and 2×2 max pooling, ReLU everywhere; on 28×28 inputs
+  the flattened features are 4·4·50 = 800, the paper's "800 and 500".
+  """
+
+  num_classes: int
+  kernel_init: Initializer = jax.nn.initializers.lecun_normal()
+
+  @nn.compact
+  def __call__(self, x: Array, train: bool = False) -> Array:
+    del train
+    for filters in (20, 50):
+      x = _max_pool_2x2(nn.relu(PatchConv(filters, (5, 5), self.kernel_init)(x)))
+    x = x.reshape(x.shape[0], -1)
+    x = nn.relu(nn.Dense(500, kernel_init=self.kernel_init)(x))
+    return nn.Dense(self.num_classes, kernel_init=self.kernel_init)(x)
+
+
+class BasicBlock(nn.Module):
+  """ResNet basic block (two 3×3 convolutions) with BatchNorm."""
+
+  features: int
+  strides: int
+  kernel_init: Initializer
+
+  @nn.compact
+  def __call__(self, x: Array, train: bool) -> Array:
+    norm = lambda: nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)
+    conv = lambda f, k, s: nn.Conv(f, k, (s, s), padding=[(k[0] // 2,) * 2] * 2, use_bias=False,
+                                   kernel_init=self.kernel_init)
+    y = nn.relu(norm()(conv(self.features, (3, 3), self.strides)(x)))
+    y = norm()(conv(self.features, (3, 3), 1)(y))
+    if self.strides != 1 or x.shape[-1] != self.features:
+      x = norm()(conv(self.features, (1, 1), self.strides)(x))
+    return nn.relu(x + y)
+
+
+class ResNet18(nn.Module):
+  """CIFAR ResNet-18 (§4.4): 3×3 stem without pooling, 4 stages of 2 basic blocks."""
+
+  num_classes: int
+  kernel_init: Initializer = jax.nn.initializers.lecun_normal()
+
+  @nn.compact
+  def __call__(self, x: Array, train: bool = False) -> Array:
+    x = nn.Conv(64, (3, 3), padding=[(1, 1), (1, 1)], use_bias=False, kernel_init=self.kernel_init)(x)
+    x = nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)(x))
+    for stage, features in enumerate((64, 128, 256, 512)):
+      for block in range(2):
+        strides = 2 if stage > 0 and block == 0 else 1
+        x = BasicBlock(features, strides, self.kernel_init)(x, train)
+    x = jnp.mean(x, axis=(1, 2))
+    return nn.Dense(self.num_classes, kernel_init=self.kernel_init)(x)
+
+
+def build_model(
+    name: str,
+    num_classes: int,
+    kernel_init: Initializer,
+    *,
+    mlp_hidden: Sequence[int] = (256, 256),
+) -> nn.Module:
+  """Model ``name`` (one of :data:`MODELS`) whose every kernel uses ``kernel_init``.
+
+  >>> import jax, jax.numpy as jnp
+  >>> model = build_model("lenet", 10, kernel_initializer("kaiming_normal"))
+  >>> params = model.init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)))["params"]
+  >>> params["PatchConv_1"]["kernel"].shape, params["Dense_0"]["kernel"].shape
+  ((5, 5, 20, 50), (800, 500))
+  """
+  _check_name(name, MODELS, "model")
+  if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+    raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}.")
+  builders: dict[str, Callable[[], nn.Module]] = {
+      "mlp": lambda: MLP(num_classes, tuple(mlp_hidden), kernel_init),
+      "lenet": lambda: LeNet(num_classes, kernel_init),
+      "resnet18": lambda: ResNet18(num_classes, kernel_init),
+  }
+  return builders[name]()

@@ -1,0 +1,248 @@
+"""Tables, JSON and plots of the experiments (Tables 1–2, Fig. 1b, 3, 4, 5).
+
+Accuracies are fractions in the per-seed records and percentages in tables.
+Plots use Matplotlib's Agg backend (files only, no display).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import pathlib
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from parewire_jax.experiments.stats import Comparison, Summary, compare, summarize
+from parewire_jax.experiments.train import TrainResult, select_best_epoch
+
+# Per-seed metrics of Tables 1–2, in column order: key -> (header, is an accuracy).
+METRICS: dict[str, tuple[str, bool]] = {
+    "epoch1_train_acc": ("ep. 1 acc.", True),
+    "epoch1_val_acc": ("ep. 1 val. acc.", True),
+    "convergence_epoch": ("convergence", False),
+    "test_acc": ("test acc.", True),
+}
+
+
+def per_seed_metrics(result: TrainResult) -> dict[str, np.ndarray]:
+  """Table 1's per-seed numbers: epoch-1 train/val accuracy, convergence epoch, selected test accuracy.
+
+  The test accuracy is the one at the epoch of the best validation accuracy
+  (:func:`select_best_epoch`), the paper's model selection.
+  """
+  best = select_best_epoch(result.val_acc, result.test_acc)
+  return {
+      "epoch1_train_acc": result.train_acc[:, 0],
+      "epoch1_val_acc": result.val_acc[:, 0],
+      "convergence_epoch": best.convergence_epoch.astype(np.float64),
+      "test_acc": best.test_acc,
+  }
+
+
+class MetricReport(NamedTuple):
+  """Summaries of every metric per variant and tests of every variant against the base."""
+
+  summaries: dict[str, dict[str, Summary]]  # variant -> metric -> summary
+  comparisons: dict[str, dict[str, Comparison]]  # variant (not base) -> metric -> tests
+
+
+def analyze(metrics: Mapping[str, Mapping[str, np.ndarray]], base: str = "base", *,
+            equal_var: bool = False) -> MetricReport:
+  """Summaries and tests against ``base`` of per-seed ``metrics[variant][metric]`` (§4.1)."""
+  if base not in metrics:
+    raise ValueError(f"the base variant {base!r} is missing; got variants {sorted(metrics)}.")
+  summaries = {v: {m: summarize(x) for m, x in ms.items()} for v, ms in metrics.items()}
+  comparisons = {v: {m: compare(metrics[base][m], x, equal_var=equal_var) for m, x in ms.items()}
+                 for v, ms in metrics.items() if v != base}
+  return MetricReport(summaries, comparisons)
+
+
+def format_p(p: float) -> str:
+  """``p=0.0123`` (three significant digits), ``p=n/a`` when undefined."""
+  return "p=n/a" if math.isnan(p) else f"p={p:.3g}"
+
+
+def _cell(location: float, spread: float, scale: float, p: float | None) -> str:
+  text = f"{location * scale:.2f} ± {spread * scale:.2f}"
+  return text if p is None else f"{text} ({format_p(p)})"
+
+
+def markdown_table(report: MetricReport, base: str = "base") -> str:
+  """Tables 1–2 as markdown: mean ± std with t-test p, and test median ± MAD with Kruskal–Wallis p.
+
+  Accuracies in percent; p-values are against ``base`` (two-sided).
+  """
+  headers = ["weights"] + [METRICS[m][0] + " (mean ± std)" for m in METRICS] + ["test acc. (median ± MAD)"]
+  lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+  for variant, summary in report.summaries.items():
+    tests = report.comparisons.get(variant)
+    cells = [variant]
+    for metric, (_, is_accuracy) in METRICS.items():
+      s = summary[metric]
+      cells.append(_cell(s.mean, s.std, 100.0 if is_accuracy else 1.0, tests and tests[metric].ttest))
+    s = summary["test_acc"]
+    cells.append(_cell(s.median, s.mad, 100.0, tests and tests["test_acc"].kruskal))
+    lines.append("| " + " | ".join(cells) + " |")
+  return "\n".join(lines)
+
+
+def paired_table(report: MetricReport) -> str:
+  """The paired comparison (same seeds) of every variant with the base: mean difference and p-values."""
+  lines = ["| weights | metric | mean difference | paired t-test | Wilcoxon signed-rank |", "|---|---|---|---|---|"]
+  for variant, tests in report.comparisons.items():
+    for metric, (header, is_accuracy) in METRICS.items():
+      c = tests[metric]
+      unit = " pp" if is_accuracy else ""
+      scale = 100.0 if is_accuracy else 1.0
+      lines.append(f"| {variant} | {header} | {c.mean_difference * scale:+.2f}{unit} | "
+                   f"{format_p(c.paired_ttest)} | {format_p(c.wilcoxon)} |")
+  return "\n".join(lines)
+
+
+def to_jsonable(x: Any) -> Any:
+  """NumPy arrays and scalars, NamedTuples and mappings to JSON types (nan -> null)."""
+  if isinstance(x, np.ndarray):
+    return to_jsonable(x.tolist())
+  if isinstance(x, (np.floating, float)):
+    return None if math.isnan(float(x)) else float(x)
+  if isinstance(x, np.integer):
+    return int(x)
+  if isinstance(x, tuple) and hasattr(x, "_asdict"):
+    return {k: to_jsonable(v) for k, v in x._asdict().items()}
+  if isinstance(x, Mapping):
+    return {str(k): to_jsonable(v) for k, v in x.items()}
+  if isinstance(x, (list, tuple)):
+    return [to_jsonable(v) for v in x]
+  return x
+
+
+def write_json(path: str | pathlib.Path, payload: Any) -> None:
+  pathlib.Path(path).write_text(json.dumps(to_jsonable(payload), indent=1, allow_nan=False))
+
+
+def _pyplot():
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  return plt
+
+
+def plot_curves(results: Mapping[str, TrainResult], path: str | pathlib.Path) -> None:
+  """Fig. 4: mean ± std over seeds of train/val accuracy and loss per epoch, log-x."""
+  plt = _pyplot()
+  fig, axes = plt.subplots(2, 2, figsize=(10, 7), sharex=True)
+  panels = [("train_acc", "train accuracy (%)", 100.0), ("val_acc", "validation accuracy (%)", 100.0),
+            ("train_loss", "train loss", 1.0), ("val_loss", "validation loss", 1.0)]
+  for ax, (field, label, scale) in zip(axes.ravel(), panels):
+    for variant, result in results.items():
+      values = getattr(result, field) * scale
+      epochs = np.arange(1, values.shape[1] + 1)
+      mean, std = values.mean(0), values.std(0, ddof=1)
+      (line,) = ax.plot(epochs, mean, marker="o", markersize=3, label=variant)
+      ax.fill_between(epochs, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+    ax.set_xscale("log")
+    ax.set_ylabel(label)
+    ax.grid(alpha=0.3)
+  for ax in axes[1]:
+    ax.set_xlabel("epoch")
+  axes[0, 0].legend()
+  fig.suptitle("training dynamics, mean ± std over seeds")
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def plot_strength_distributions(kernels: Mapping[str, np.ndarray], path: str | pathlib.Path, *,
+                                title: str = "") -> None:
+  """Fig. 1b: histograms of input and output strengths of one kernel per variant.
+
+  ``kernels[variant]`` is a kernel of shape ``(..., n_out)``; inputs are all
+  other axes (the core's convention).
+  """
+  plt = _pyplot()
+  fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+  matrices = {v: np.asarray(w, np.float64).reshape(-1, np.shape(w)[-1]) for v, w in kernels.items()}
+  for ax, axis in zip(axes, (1, 0)):  # input strengths are row sums, output strengths column sums
+    sums = {v: m.sum(axis) for v, m in matrices.items()}
+    bins = np.histogram_bin_edges(np.concatenate(list(sums.values())), bins=50)  # shared, so bars compare
+    for variant, s in sums.items():
+      ax.hist(s, bins=bins, alpha=0.5, label=f"{variant} (σ²={s.var():.3g})")
+  for ax, which in zip(axes, ("input", "output")):
+    ax.set_xlabel(f"{which} neuron strength")
+    ax.set_ylabel("neurons")
+    ax.legend()
+  fig.suptitle(title or "strength distributions")
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def plot_strength_vs_accuracy(results: Mapping[str, TrainResult], path: str | pathlib.Path) -> None:
+  """Fig. 3: mean strength variance vs μ₄ of the initial models, coloured by selected test accuracy.
+
+  The title gives the Pearson correlation (and p-value) of each statistic
+  with the test accuracy over all models.
+  """
+  from scipy import stats as sps
+
+  plt = _pyplot()
+  variance = np.concatenate([r.init_mean_variance for r in results.values()])
+  fourth = np.concatenate([r.init_mean_fourth_moment for r in results.values()])
+  accuracy = np.concatenate([per_seed_metrics(r)["test_acc"] for r in results.values()]) * 100
+  fig, ax = plt.subplots(figsize=(6, 5))
+  markers = "osD^v<>"
+  for i, (variant, result) in enumerate(results.items()):
+    n = len(result.seeds)
+    offset = sum(len(r.seeds) for r in list(results.values())[:i])
+    points = ax.scatter(variance[offset:offset + n], fourth[offset:offset + n], c=accuracy[offset:offset + n],
+                        vmin=accuracy.min(), vmax=accuracy.max(), marker=markers[i % len(markers)], label=variant)
+  fig.colorbar(points, ax=ax, label="test accuracy (%)")
+  ax.set_xscale("log")
+  ax.set_yscale("log")
+  ax.set_xlabel("mean strength variance σ²(s)")
+  ax.set_ylabel("mean fourth central moment μ₄(s)")
+  ax.legend()
+  if len(accuracy) > 2 and np.ptp(accuracy) > 0:
+    r_var = sps.pearsonr(variance, accuracy)
+    r_fourth = sps.pearsonr(fourth, accuracy)
+    ax.set_title(f"σ²: r={r_var.statistic:.2f} ({format_p(r_var.pvalue)}); "
+                 f"μ₄: r={r_fourth.statistic:.2f} ({format_p(r_fourth.pvalue)})", fontsize=9)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def plot_gradients(results: Mapping[str, TrainResult], path: str | pathlib.Path) -> None:
+  """Fig. 5: mean |gradient| per kernel and epoch, averaged over seeds; one line style per variant."""
+  plt = _pyplot()
+  fig, ax = plt.subplots(figsize=(7, 5))
+  styles = ["-", "--", ":", "-."]
+  colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+  for v, (variant, result) in enumerate(results.items()):
+    if result.grad_abs is None:
+      raise ValueError(f"variant {variant!r} was trained without track_gradients.")
+    mean = result.grad_abs.mean(0)  # (epochs, layers)
+    epochs = np.arange(1, mean.shape[0] + 1)
+    for layer, name in enumerate(result.layer_names):
+      ax.plot(epochs, mean[:, layer], styles[v % len(styles)], color=colors[layer % len(colors)], marker=".",
+              label=f"{name} ({variant})")
+  ax.set_xscale("log")
+  ax.set_yscale("log")
+  ax.set_xlabel("epoch")
+  ax.set_ylabel("mean |∇W|")
+  ax.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def strength_table(stats: Mapping[str, Mapping[str, float]], columns: Sequence[str]) -> str:
+  """Markdown table, one row per variant, ``stats[variant][column]`` in 4 significant digits."""
+  lines = ["| weights | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+  for variant, row in stats.items():
+    lines.append(f"| {variant} | " + " | ".join(f"{row[c]:.4g}" for c in columns) + " |")
+  return "\n".join(lines)
