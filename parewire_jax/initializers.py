@@ -23,7 +23,7 @@ import jax.numpy as jnp
 from jax import Array, lax
 
 from parewire_jax.axes import AxisSpec, as_matrices, from_matrices, matrix_layout
-from parewire_jax.rewiring import PASSES, check_floating, check_offset, check_passes, rewire
+from parewire_jax.rewiring import PASSES, check_floating, check_offset, check_passes, explicit_sharding, rewire
 from parewire_jax.strength import strength_stats
 
 Initializer = jax.nn.initializers.Initializer
@@ -97,7 +97,8 @@ def rewired(
     w = _call_base(base_init, key, shape, dtype, out_sharding)
     _check_base_output(w, shape)
     w = rewire(rewiring_key(key), w, out_axis=out_axis, batch_axis=batch_axis, passes=passes, offset=offset)
-    if out_sharding is not None:
+    if out_sharding is not None and explicit_sharding(w) is None:
+      # Auto axes: pin the result's layout (under Explicit axes w's type already carries it).
       w = lax.with_sharding_constraint(w, out_sharding)
     return w
 

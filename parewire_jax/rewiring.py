@@ -42,6 +42,7 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import Array, lax
 
 from parewire_jax.axes import AxisSpec, as_matrices, from_matrices
@@ -83,6 +84,34 @@ def check_floating(dtype, name: str = "dtype") -> None:
         f"{name} must be a real floating dtype (float16, bfloat16, float32, "
         f"float64), got {jnp.dtype(dtype).name}."
     )
+
+
+def check_key(key) -> None:
+  """Validates a single PRNG key: typed (``jax.random.key``) or legacy (``PRNGKey``)."""
+  if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key) and key.shape == ():
+    return
+  if isinstance(key, (jax.Array, np.ndarray)) and key.dtype == jnp.uint32 and key.ndim == 1:
+    try:
+      jax.random.wrap_key_data(key)
+      return
+    except (TypeError, ValueError):
+      pass
+  raise ValueError(
+      "key must be a single PRNG key (jax.random.key(seed) or a legacy jax.random.PRNGKey(seed)), "
+      f"got {type(key).__name__} with shape {getattr(key, 'shape', None)} and dtype {getattr(key, 'dtype', None)}."
+  )
+
+
+def check_array(x, name: str) -> None:
+  if not (hasattr(x, "shape") and hasattr(x, "dtype")):
+    raise ValueError(f"{name} must be a JAX or NumPy array, got {type(x).__name__}.")
+
+
+def explicit_sharding(x):
+  """``x``'s sharding if its type carries one (mesh axes of type Explicit), else None."""
+  sharding = getattr(jax.typeof(x), "sharding", None)
+  spec = getattr(sharding, "spec", ())
+  return sharding if any(s is not None for s in spec) else None
 
 
 def _sortable_bits(x: Array) -> Array:
@@ -155,13 +184,22 @@ def stable_argsort(x: Array) -> Array:
   return lax.platform_dependent(bits, cpu=packed, default=_stable_argsort_pairs)
 
 
-def _rewire_columns(key: Array, w: Array, offset: float) -> Array:
-  """Pass "in" of Algorithm 1 on one ``(n_in, n_out)`` matrix."""
-  n_in, n_out = w.shape
+def _rewire_columns(key: Array, bits: Array, dtype, offset: float) -> Array:
+  """Pass "in" of Algorithm 1 on one ``(n_in, n_out)`` matrix of sortable bits.
+
+  Weights travel as integer bit patterns (:func:`_sortable_bits`) and become
+  floats only for the strengths: XLA:CPU computes some 16-bit float data
+  movement in float32, which would canonicalise NaN payloads.
+  """
+  n_in, n_out = bits.shape
   if n_in < 2 or n_out < 2:
-    return w  # one input or one column: every ranking leaves w as it is
-  acc_dtype = jnp.promote_types(w.dtype, jnp.float32)
-  sorted_cols = sort_exact(w.T)[1:]  # (n_out - 1, n_in), hoisted out of the scan
+    return bits  # one input or one column: every ranking leaves w as it is
+  acc_dtype = jnp.promote_types(dtype, jnp.float32)
+
+  def values(col_bits):
+    return _from_sortable_bits(col_bits, dtype).astype(acc_dtype)
+
+  sorted_cols = lax.sort(bits.T)[1:]  # (n_out - 1, n_in) ascending, hoisted out of the scan
   step_keys = jax.random.split(key, n_out - 1)
 
   def step(strength, inputs):
@@ -170,10 +208,10 @@ def _rewire_columns(key: Array, w: Array, offset: float) -> Array:
     gumbel = jax.random.gumbel(step_key, strength.shape, jnp.float32)
     ranking = stable_argsort(-(log_p.astype(jnp.float32) + gumbel))
     col = jnp.zeros_like(col_sorted).at[ranking].set(col_sorted, unique_indices=True)
-    return strength + col.astype(acc_dtype), col  # Eq. 6
+    return strength + values(col), col  # Eq. 6
 
-  _, new_cols = lax.scan(step, w[:, 0].astype(acc_dtype), (sorted_cols, step_keys))
-  return jnp.concatenate([w[:, :1], new_cols.T], axis=1)
+  _, new_cols = lax.scan(step, values(bits[:, 0]), (sorted_cols, step_keys))
+  return jnp.concatenate([bits[:, :1], new_cols.T], axis=1)
 
 
 def pa_rewire(
@@ -215,6 +253,8 @@ def pa_rewire(
   """
   passes = check_passes(passes)
   offset = check_offset(offset)
+  check_key(key)
+  check_array(matrix, "matrix")
   if jnp.ndim(matrix) != 2:
     raise ValueError(
         f"matrix must be 2-D (n_in, n_out), got shape {jnp.shape(matrix)}; use "
@@ -223,15 +263,26 @@ def pa_rewire(
   check_floating(matrix.dtype, "matrix.dtype")
   if matrix.size == 0 or not passes:
     return matrix
+  sharding = explicit_sharding(matrix)
+  if sharding is not None:
+    # Explicit mesh axes type every intermediate, and sorting along a sharded
+    # axis is then an error: let the SPMD partitioner place the work.
+    return jax.sharding.auto_axes(
+        lambda k, m: _pa_rewire(k, m, passes, offset), out_sharding=sharding
+    )(key, matrix)
   return _pa_rewire(key, matrix, passes, offset)
 
 
 @functools.partial(jax.jit, static_argnums=(2, 3))
 def _pa_rewire(key: Array, w: Array, passes: tuple[str, ...], offset: float) -> Array:
   # jit so that eager calls (e.g. nnx modules built outside jit) compile once per shape.
+  bits = _sortable_bits(w)
   for pass_key, name in zip(jax.random.split(key, len(passes)), passes):
-    w = _rewire_columns(pass_key, w, offset) if name == "in" else _rewire_columns(pass_key, w.T, offset).T
-  return w
+    if name == "in":
+      bits = _rewire_columns(pass_key, bits, w.dtype, offset)
+    else:
+      bits = _rewire_columns(pass_key, bits.T, w.dtype, offset).T
+  return _from_sortable_bits(bits, w.dtype)
 
 
 def rewire(
@@ -260,6 +311,16 @@ def rewire(
   """
   passes = check_passes(passes)
   offset = check_offset(offset)
+  check_key(key)
+  check_array(x, "x")
+  sharding = explicit_sharding(x)
+  if sharding is not None:
+    # As in pa_rewire: reshapes, sorts and the vmap over matrices run on auto
+    # axes; the result keeps x's sharding.
+    return jax.sharding.auto_axes(
+        functools.partial(rewire, out_axis=out_axis, batch_axis=batch_axis, passes=passes, offset=offset),
+        out_sharding=sharding,
+    )(key, x)
   matrices, layout = as_matrices(x, out_axis, batch_axis)
   check_floating(x.dtype, "x.dtype")
   if x.size == 0:

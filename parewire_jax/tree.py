@@ -154,8 +154,14 @@ def _leaf_layout(path: KeyPath, leaf, out_axis, batch_axis) -> MatrixLayout:
 
 
 def _default_group_bytes() -> int:
-  """The default device's free memory over the workspace factor, if it reports it."""
-  stats = jax.devices()[0].memory_stats()
+  """The local device's free memory over the workspace factor, if it reports it.
+
+  With several processes every process must build the same programs, and free
+  memory differs between them, so the constant fallback is used there.
+  """
+  if jax.process_count() > 1:
+    return _FALLBACK_GROUP_BYTES
+  stats = jax.local_devices()[0].memory_stats()
   if not stats or "bytes_limit" not in stats:
     return _FALLBACK_GROUP_BYTES
   free = stats["bytes_limit"] - stats.get("bytes_in_use", 0)
