@@ -1,4 +1,4 @@
-"""Command line: ``python -m parewire_jax {compare,strength} ...``.
+"""Command line: ``python -m parewire_jax {compare,strength,laperm} ...``.
 
 Argument parsing only; the work lives in :mod:`parewire_jax.experiments`.
 """
@@ -61,6 +61,38 @@ def _parser() -> argparse.ArgumentParser:
   s.add_argument("--variants", nargs="+", default=["base", "rewired"], choices=models_lib.VARIANTS)
   s.add_argument("--num-draws", type=int, default=100)
   s.add_argument("--out", default="runs/strength", help="directory for the table and plot (default: %(default)s)")
+
+  from parewire_jax.experiments.laperm_demo import LaPermConfig
+
+  lp = LaPermConfig()
+  la = commands.add_parser(
+      "laperm", help="LaPerm(Adam) vs Adam from the same seeds (Qiu & Suda 2020, section 5.1)",
+      description="Trains --seeds models with Adam and with LaPerm around Adam (same init seeds, same data order), "
+                  "tests them paired by seed, and checks that every evaluated LaPerm kernel column is a bit-exact "
+                  "permutation of its initial values. The default is a CPU-sized demonstration following the "
+                  "paper's MNIST settings (2x100 MLP, He uniform, batch 50, Adam 1e-3, k = 20).")
+  la.add_argument("--dataset", default=lp.dataset, choices=DATASETS)
+  la.add_argument("--model", default=lp.model, choices=models_lib.MODELS)
+  la.add_argument("--init", default=lp.init, choices=models_lib.INITIALIZERS)
+  la.add_argument("--seeds", type=int, default=lp.seeds, help="init seeds per optimizer, >= 2 (default: %(default)s)")
+  la.add_argument("--first-seed", type=int, default=lp.first_seed)
+  la.add_argument("--epochs", type=int, default=lp.epochs, help="(default: %(default)s)")
+  la.add_argument("--batch-size", type=int, default=lp.batch_size, help="(default: %(default)s)")
+  la.add_argument("--lr", type=float, default=lp.learning_rate,
+                  help="initial cosine learning rate of Adam, also inside LaPerm (default: %(default)s)")
+  la.add_argument("--sync-period", type=int, default=lp.sync_period,
+                  help="LaPerm's sync period k in steps (default: %(default)s)")
+  la.add_argument("--limit-train", type=int, default=None, help="use only this many training examples")
+  la.add_argument("--data-seed", type=int, default=lp.data_seed, help="seed of the data order, shared by all models")
+  la.add_argument("--seeds-per-chunk", type=int, default=None, help="seeds trained at once (memory)")
+  la.add_argument("--seeds-per-vmap", type=int, default=None,
+                  help="seeds vectorized together within a chunk (default: all)")
+  la.add_argument("--mlp-hidden", type=int, nargs="+", default=list(lp.mlp_hidden),
+                  help="MLP hidden widths (default: %(default)s)")
+  la.add_argument("--out", default="runs/laperm",
+                  help="directory for results.json, table.md and curves.png (default: %(default)s)")
+  la.add_argument("--data-dir", default=None)
+  la.add_argument("--no-download", action="store_true", help="fail instead of downloading a missing dataset")
   return parser
 
 
@@ -88,12 +120,27 @@ def _strength(args: argparse.Namespace) -> None:
   print(result.table)
 
 
+def _laperm(args: argparse.Namespace) -> None:
+  from parewire_jax.experiments.laperm_demo import LaPermConfig, run_laperm
+
+  config = LaPermConfig(
+      dataset=args.dataset, model=args.model, init=args.init, seeds=args.seeds, first_seed=args.first_seed,
+      epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, sync_period=args.sync_period,
+      limit_train=args.limit_train, data_seed=args.data_seed, seeds_per_chunk=args.seeds_per_chunk,
+      seeds_per_vmap=args.seeds_per_vmap, mlp_hidden=tuple(args.mlp_hidden))
+  start = time.perf_counter()
+  outcome = run_laperm(config, data_dir=args.data_dir, download=not args.no_download, out_dir=args.out,
+                       progress=True)
+  print(outcome.table)
+  print(f"\nwall time {time.perf_counter() - start:.1f} s" + (f"; outputs in {args.out}" if args.out else ""))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
   """Runs the command line; bad settings exit with status 2 and the reason."""
   parser = _parser()
   args = parser.parse_args(argv)
   try:
-    {"compare": _compare, "strength": _strength}[args.command](args)
+    {"compare": _compare, "strength": _strength, "laperm": _laperm}[args.command](args)
   except ValueError as error:
     parser.exit(2, f"{parser.prog} {args.command}: error: {error}\n")
   except (OSError, ImportError) as error:  # a dataset that is missing and cannot be fetched

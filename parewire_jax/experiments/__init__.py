@@ -1,10 +1,12 @@
 """Experiments of the PA rewiring paper (§4): datasets, models, training, reports.
 
-Scabini, De Baets & Bruno, arXiv:2207.08148, §4.1 (setup) to §4.4.
+Scabini, De Baets & Bruno, arXiv:2207.08148, §4.1 (setup) to §4.4; and the
+LaPerm-against-Adam demonstration (Qiu & Suda 2020, §5.1).
 """
 
 from parewire_jax.experiments.compare import CompareConfig, run_compare, run_strength
 from parewire_jax.experiments.data import DATASETS, Dataset, default_data_dir, load_dataset
+from parewire_jax.experiments.laperm_demo import LaPermConfig, LaPermResult, run_laperm
 from parewire_jax.experiments.models import (
     INITIALIZERS,
     MODELS,
@@ -13,15 +15,25 @@ from parewire_jax.experiments.models import (
     build_model,
     kernel_initializer,
 )
-from parewire_jax.experiments.train import TrainConfig, TrainResult, select_best_epoch, train_seeds
+from parewire_jax.experiments.train import (
+    OPTIMIZERS,
+    TrainConfig,
+    TrainResult,
+    make_optimizer,
+    select_best_epoch,
+    train_seeds,
+)
 
 __all__ = [
     "DATASETS",
     "INITIALIZERS",
     "MODELS",
+    "OPTIMIZERS",
     "VARIANTS",
     "CompareConfig",
     "Dataset",
+    "LaPermConfig",
+    "LaPermResult",
     "TrainConfig",
     "TrainResult",
     "base_initializer",
@@ -29,7 +41,9 @@ __all__ = [
     "default_data_dir",
     "kernel_initializer",
     "load_dataset",
+    "make_optimizer",
     "run_compare",
+    "run_laperm",
     "run_strength",
     "select_best_epoch",
     "train_seeds",

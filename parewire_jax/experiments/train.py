@@ -11,6 +11,12 @@ One epoch is one jitted ``lax.scan`` over the batches; evaluation is a scan
 over fixed-size batches of the evaluation set. Seeds are trained in chunks of
 ``seeds_per_chunk`` when they do not fit at once (the last chunk is padded
 with repeats of its last seed, so every chunk reuses the same compiled code).
+
+The optimizer is SGD with momentum (§4.1) or, by name, Adam or LaPerm around
+Adam (Qiu & Suda 2020, :mod:`parewire_jax.lookahead_permutation`); with
+LaPerm every evaluation sees the exactly synchronised parameters
+(:func:`laperm_project`), so the evaluated kernels are weight-vector-wise
+permutations of the initial ones.
 """
 
 from __future__ import annotations
@@ -25,7 +31,10 @@ import numpy as np
 import optax
 from jax import Array
 
+from parewire_jax.lookahead_permutation import laperm, laperm_project
 from parewire_jax.strength import strength_stats
+
+OPTIMIZERS = ("sgd", "adam", "laperm_adam")
 
 
 class TrainConfig(NamedTuple):
@@ -36,7 +45,8 @@ class TrainConfig(NamedTuple):
     batch_size: training batch size; the last incomplete batch of every
       (shuffled) epoch is dropped so all batches have one shape.
     learning_rate: initial learning rate of the cosine schedule.
-    momentum: SGD momentum (PyTorch's heavy ball, as ``optax.sgd``).
+    momentum: SGD momentum (PyTorch's heavy ball, as ``optax.sgd``); unused
+      by the Adam optimizers.
     data_seed: seed of the shuffling, shared by all init seeds.
     seeds_per_chunk: seeds trained at once (``None``: all of them); bounds
       memory, each chunk is a separate training run on the host.
@@ -48,6 +58,12 @@ class TrainConfig(NamedTuple):
     eval_batch_size: batch size of the evaluations.
     track_gradients: record the mean |gradient| of every kernel per epoch
       (Fig. 5).
+    optimizer: one of :data:`OPTIMIZERS`: ``"sgd"`` (§4.1), ``"adam"``
+      (``optax.adam``, default betas), or ``"laperm_adam"``
+      (``laperm(optax.adam(schedule), sync_period)``: every kernel is
+      permuted, biases and norms follow Adam). All use the cosine schedule.
+    sync_period: LaPerm's sync period ``k`` in steps (LaPerm §4); used only by
+      ``"laperm_adam"``.
   """
 
   epochs: int = 100
@@ -59,6 +75,8 @@ class TrainConfig(NamedTuple):
   seeds_per_vmap: int | None = None
   eval_batch_size: int = 1000
   track_gradients: bool = False
+  optimizer: str = "sgd"
+  sync_period: int = 20
 
 
 class TrainResult(NamedTuple):
@@ -160,6 +178,9 @@ def check_config(config: TrainConfig, num_train: int | None = None) -> None:
     raise ValueError(f"learning_rate must be a finite number > 0, got {config.learning_rate!r}.")
   if not 0 <= config.momentum < 1:
     raise ValueError(f"momentum must be in [0, 1), got {config.momentum!r}.")
+  if config.optimizer not in OPTIMIZERS:
+    raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}; got {config.optimizer!r}.")
+  _check_positive_int(config.sync_period, "sync_period")
   if num_train is not None and config.batch_size > num_train:
     raise ValueError(
         f"batch_size ({config.batch_size}) exceeds the {num_train} training examples; lower batch_size."
@@ -178,6 +199,24 @@ def epoch_cosine_schedule(learning_rate: float, epochs: int, steps_per_epoch: in
   """
   per_epoch = optax.cosine_decay_schedule(learning_rate, decay_steps=epochs)
   return lambda step: per_epoch(step // steps_per_epoch)
+
+
+def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> optax.GradientTransformation:
+  """``config.optimizer`` with the epoch-wise cosine schedule of ``config.learning_rate``.
+
+  >>> tx = make_optimizer(TrainConfig(optimizer="laperm_adam", sync_period=5), 10)
+  >>> import jax.numpy as jnp
+  >>> type(tx.init({"w": jnp.eye(2)})).__name__
+  'LaPermState'
+  """
+  schedule = epoch_cosine_schedule(config.learning_rate, config.epochs, steps_per_epoch)
+  if config.optimizer == "sgd":
+    return optax.sgd(schedule, momentum=config.momentum)
+  if config.optimizer == "adam":
+    return optax.adam(schedule)
+  if config.optimizer == "laperm_adam":
+    return laperm(optax.adam(schedule), config.sync_period)
+  raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}; got {config.optimizer!r}.")
 
 
 def _padded_batches(x: np.ndarray, y: np.ndarray, batch_size: int):
@@ -201,25 +240,67 @@ def _apply(model: nn.Module, params, state, x, train: bool):
   return model.apply(variables, x, train=train), state
 
 
-def _over_seeds(fn: Callable, seeds_per_vmap: int | None) -> Callable:
-  """``fn(per_seed, shared)`` mapped over the leading (seed) axis of ``per_seed``."""
+def _over_seeds(fn: Callable, seeds_per_vmap: int | None, *, shared_output: bool = False) -> Callable:
+  """``fn(per_seed, shared)`` mapped over the leading (seed) axis of ``per_seed``.
+
+  With ``shared_output``, ``fn`` returns ``(per_seed_output, same)`` where
+  ``same`` does not depend on the seed; it is returned once, without a seed
+  axis.
+  """
   if seeds_per_vmap is None:
-    return jax.vmap(fn, in_axes=(0, None))
-  return lambda per_seed, shared: jax.lax.map(lambda p: fn(p, shared), per_seed, batch_size=seeds_per_vmap)
+    return jax.vmap(fn, in_axes=(0, None), out_axes=(0, None) if shared_output else 0)
+  if not shared_output:
+    return lambda per_seed, shared: jax.lax.map(lambda p: fn(p, shared), per_seed, batch_size=seeds_per_vmap)
+
+  def mapped(per_seed, shared):
+    outputs, same = jax.lax.map(lambda p: fn(p, shared), per_seed, batch_size=seeds_per_vmap)
+    return outputs, jax.tree.map(lambda x: x[0], same)  # one copy per seed, all equal
+
+  return mapped
 
 
-def _make_functions(model: nn.Module, tx: optax.GradientTransformation, config: TrainConfig):
-  """Jitted (init, epoch, evaluate) over a leading seed axis."""
+def _step_count_mask(opt_state_shapes):
+  """``True`` at the integer scalars of one seed's optimizer state: step counts.
+
+  optax's and LaPerm's ``count`` fields are the only integer scalars of the
+  states of :data:`OPTIMIZERS`. Every seed takes the same steps, so they are
+  equal across seeds and are kept out of the ``vmap`` over seeds: a
+  ``lax.cond`` on a batched predicate computes both branches at every step,
+  which would run LaPerm's synchronisation (a sort of every weight vector) at
+  every step instead of every ``sync_period``-th.
+  """
+  return jax.tree.map(lambda x: x.ndim == 0 and jnp.issubdtype(x.dtype, jnp.integer), opt_state_shapes)
+
+
+def _split_counts(mask, opt_state):
+  """``(opt_state without its step counts, the step counts)``, ``None`` in the holes."""
+  return (jax.tree.map(lambda is_count, x: None if is_count else x, mask, opt_state),
+          jax.tree.map(lambda is_count, x: x if is_count else None, mask, opt_state))
+
+
+def _merge_counts(mask, per_seed, counts):
+  return jax.tree.map(lambda is_count, x, c: c if is_count else x, mask, per_seed, counts)
+
+
+def _make_functions(model: nn.Module, tx: optax.GradientTransformation, config: TrainConfig, example_x):
+  """Jitted (init, epoch, evaluate, evaluated_params) over a leading seed axis.
+
+  The optimizer state travels as ``(per-seed leaves, step counts)``, see
+  :func:`_step_count_mask`.
+  """
+  one_seed = jax.eval_shape(lambda key: model.init(key, example_x, train=False), jax.random.key(0))
+  mask = _step_count_mask(jax.eval_shape(tx.init, one_seed["params"]))
 
   def init_one(key, x):
     variables = dict(model.init(key, x, train=False))
     params = variables.pop("params")
     variance, fourth = _init_strength(params)
-    return params, variables, tx.init(params), variance, fourth
+    opt_state, counts = _split_counts(mask, tx.init(params))
+    return params, variables, opt_state, counts, variance, fourth
 
-  def train_step_one(carry, batch):
+  def train_step_one(carry, shared):
     params, state, opt_state = carry
-    x, y = batch
+    (x, y), counts = shared
 
     def loss_fn(p):
       logits, new_state = _apply(model, p, state, x, train=True)
@@ -227,18 +308,21 @@ def _make_functions(model: nn.Module, tx: optax.GradientTransformation, config: 
       return loss, (new_state, jnp.mean(jnp.argmax(logits, -1) == y))
 
     (loss, (state, acc)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-    updates, opt_state = tx.update(grads, opt_state, params)
+    updates, opt_state = tx.update(grads, _merge_counts(mask, opt_state, counts), params)
     params = optax.apply_updates(params, updates)
+    opt_state, counts = _split_counts(mask, opt_state)
     grad_abs = (jnp.stack([jnp.mean(jnp.abs(g)) for _, g in _kernel_paths(grads)])
                 if config.track_gradients else jnp.zeros(()))  # placeholder, dropped
-    return (params, state, opt_state), (loss, acc, grad_abs)
+    return ((params, state, opt_state), (loss, acc, grad_abs)), counts
 
-  train_step = _over_seeds(train_step_one, config.seeds_per_vmap)
+  train_step = _over_seeds(train_step_one, config.seeds_per_vmap, shared_output=True)
 
   @jax.jit
   def epoch(carry, x_train, y_train, batch_indices):
     def body(carry, idx):
-      return train_step(carry, (x_train[idx], y_train[idx]))
+      per_seed, counts = carry
+      (per_seed, records), counts = train_step(per_seed, ((x_train[idx], y_train[idx]), counts))
+      return (per_seed, counts), records
 
     carry, (loss, acc, grad_abs) = jax.lax.scan(body, carry, batch_indices)
     # Per-step records averaged over the epoch; seed axis first.
@@ -265,7 +349,16 @@ def _make_functions(model: nn.Module, tx: optax.GradientTransformation, config: 
     count = jnp.sum(masks)
     return loss / count, correct / count
 
-  return jax.jit(jax.vmap(init_one, in_axes=(0, None))), epoch, evaluate
+  if config.optimizer == "laperm_adam":
+    # Evaluate the exactly synchronised network (LaPerm §4 evaluates right after a sync).
+    evaluated_params = jax.jit(jax.vmap(
+        lambda params, opt_state, counts: laperm_project(params, _merge_counts(mask, opt_state, counts)),
+        in_axes=(0, 0, None)))
+  else:
+    evaluated_params = lambda params, opt_state, counts: params
+
+  init = jax.jit(jax.vmap(init_one, in_axes=(0, None), out_axes=(0, 0, 0, None, 0, 0)))
+  return init, epoch, evaluate, evaluated_params
 
 
 def epoch_batches(data_seed: int, epoch: int, num_train: int, batch_size: int) -> np.ndarray:
@@ -282,6 +375,7 @@ def train_seeds(
     config: TrainConfig = TrainConfig(),
     *,
     progress: Callable[[int], Any] | None = None,
+    inspect: Callable[[list[int], int, Any], Any] | None = None,
 ) -> TrainResult:
   """Trains ``model`` from every init seed in ``seeds`` on ``dataset`` (§4.1).
 
@@ -294,6 +388,18 @@ def train_seeds(
     config: hyper-parameters; the data order depends only on
       ``config.data_seed``.
     progress: called with 1 after every trained epoch of every chunk.
+    inspect: called after every evaluation as ``inspect(chunk_seeds, epoch,
+      params)``: the chunk's init seeds, the 0-based epoch and the evaluated
+      parameters (a leading axis with one row per seed of ``chunk_seeds``;
+      with LaPerm the exactly synchronised ones), e.g. to check or record
+      them.
+
+  With ``config.optimizer == "laperm_adam"`` the validation and test
+  evaluations use ``laperm_project(params, opt_state)``: after a sync step
+  (the epoch's step count a multiple of ``sync_period``) this is exactly the
+  synchronised network, otherwise the sync applied for evaluation only
+  (training goes on from the unsynchronised weights). The training loss and
+  accuracy are those seen by the steps, between syncs.
 
   Returns:
     A :class:`TrainResult` with one row per seed.
@@ -303,11 +409,10 @@ def train_seeds(
     raise ValueError("seeds must name at least one init seed.")
   num_train = len(dataset.x_train)
   check_config(config, num_train)
-  tx = optax.sgd(epoch_cosine_schedule(config.learning_rate, config.epochs, num_train // config.batch_size),
-                 momentum=config.momentum)
-  init, epoch, evaluate = _make_functions(model, tx, config)
-
+  tx = make_optimizer(config, num_train // config.batch_size)
   x_train, y_train = jnp.asarray(dataset.x_train), jnp.asarray(dataset.y_train)
+  init, epoch, evaluate, evaluated_params = _make_functions(model, tx, config, x_train[:1])
+
   val = _padded_batches(dataset.x_val, dataset.y_val, config.eval_batch_size)
   test = _padded_batches(dataset.x_test, dataset.y_test, config.eval_batch_size)
   batches = [jnp.asarray(epoch_batches(config.data_seed, e, num_train, config.batch_size))
@@ -318,19 +423,22 @@ def train_seeds(
   for start in range(0, len(seeds), chunk):
     chunk_seeds = seeds[start:start + chunk]
     padded = chunk_seeds + [chunk_seeds[-1]] * (chunk - len(chunk_seeds))
-    params, state, opt_state, variance, fourth = init(seed_keys(padded), x_train[:1])
+    params, state, opt_state, counts, variance, fourth = init(seed_keys(padded), x_train[:1])
     record: dict[str, list] = {k: [] for k in ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss",
                                                "test_acc", "grad_abs")}
     for e in range(config.epochs):
-      (params, state, opt_state), loss, acc, grad_abs = epoch((params, state, opt_state), x_train, y_train,
-                                                              batches[e])
+      ((params, state, opt_state), counts), loss, acc, grad_abs = epoch(
+          ((params, state, opt_state), counts), x_train, y_train, batches[e])
       record["train_loss"].append(loss)
       record["train_acc"].append(acc)
       record["grad_abs"].append(grad_abs)
+      evaluated = evaluated_params(params, opt_state, counts)
       for split, data in (("val", val), ("test", test)):
-        split_loss, split_acc = evaluate(params, state, *data)
+        split_loss, split_acc = evaluate(evaluated, state, *data)
         record[f"{split}_loss"].append(split_loss)
         record[f"{split}_acc"].append(split_acc)
+      if inspect is not None:
+        inspect(chunk_seeds, e, jax.tree.map(lambda x: x[:len(chunk_seeds)], evaluated))
       if progress is not None:
         progress(1)
     keep = len(chunk_seeds)
