@@ -1,6 +1,6 @@
 """Sharded initialisation on an 8-device CPU mesh: JAX's SPMD partitioner is the engine.
 
-The root conftest.py asks XLA for 8 virtual CPU devices before JAX starts. If
+tests/conftest.py asks XLA for 8 virtual CPU devices before JAX starts. If
 a backend was started earlier with fewer devices, the in-process tests skip
 and ``test_rerun_in_subprocess_with_8_devices`` runs this module in a fresh
 interpreter that has them, so the checks always run somewhere.
