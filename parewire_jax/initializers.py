@@ -134,7 +134,7 @@ def _strength_variance_search(
       return stats.mean_variance.reshape(layout.num_matrices)
 
     # Scores only, draws vmapped in groups: memory stays at one group of draws.
-    scores = lax.map(score, keys, batch_size=draw_batch_size)  # (num_draws, num_matrices)
+    scores = lax.map(score, keys, batch_size=draw_batch_size or num_draws)  # (num_draws, num_matrices)
     best = jnp.argmax(scores, axis=0) if maximize else jnp.argmin(scores, axis=0)
     if not layout.batch_axes:
       return draw(keys[best[0]])
@@ -162,9 +162,10 @@ _SEARCH_DOC = """Random-search baseline: the {which} strength variance of ``num_
     base_init: the initializer to draw from.
     num_draws: number of candidates (the paper's K; 100 in the reference code).
     out_axis, batch_axis: as in :func:`rewired`.
-    draw_batch_size: candidates scored at once with ``vmap`` (``None``: all of
-      them). Only scores are kept, then the winner is redrawn, so memory is
-      ``draw_batch_size`` candidates rather than ``num_draws``.
+    draw_batch_size: candidates scored at once with ``vmap`` (``None``: all
+      ``num_draws`` of them; ``1``: one after the other). Only scores are
+      kept, then the winner is redrawn, so memory is ``draw_batch_size``
+      candidates rather than ``num_draws``.
 
   >>> import jax, jax.numpy as jnp
   >>> from jax.nn.initializers import he_normal
