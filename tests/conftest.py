@@ -37,3 +37,18 @@ def assert_bit_permutation(actual, expected) -> None:
 @pytest.fixture
 def assert_permutation():
   return assert_bit_permutation
+
+
+def tiny_dataset(num_train: int):
+  """3 classes of noisy 6×6 prototypes (64 validation, 48 test images): learnable in one epoch by a small MLP."""
+  from parewire_jax.experiments.data import Dataset
+
+  rng = np.random.default_rng(0)
+  centers = rng.uniform(0, 1, (3, 6, 6, 1))
+
+  def blobs(n):
+    y = rng.integers(0, len(centers), n).astype(np.int32)
+    x = centers[y] + 0.3 * rng.standard_normal((n,) + centers.shape[1:])
+    return np.clip(x, 0, 1).astype(np.float32), y
+
+  return Dataset("tiny", *blobs(num_train), *blobs(64), *blobs(48), 3)

@@ -19,20 +19,12 @@ from parewire_jax.__main__ import main
 from parewire_jax.experiments import models, report, stats, train
 from parewire_jax.experiments.compare import CompareConfig, check_compare_config, run_compare, run_strength
 from parewire_jax.experiments.data import Dataset
-
-
-def _blobs(n: int, rng: np.random.Generator, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  y = rng.integers(0, len(centers), n).astype(np.int32)
-  x = centers[y] + 0.3 * rng.standard_normal((n,) + centers.shape[1:])
-  return np.clip(x, 0, 1).astype(np.float32), y
+from conftest import tiny_dataset
 
 
 @pytest.fixture(scope="module")
 def tiny() -> Dataset:
-  """3 classes of noisy 6×6 prototypes: learnable in one epoch by a small MLP."""
-  rng = np.random.default_rng(0)
-  centers = rng.uniform(0, 1, (3, 6, 6, 1))
-  return Dataset("tiny", *_blobs(256, rng, centers), *_blobs(64, rng, centers), *_blobs(48, rng, centers), 3)
+  return tiny_dataset(256)
 
 
 def _mlp(variant: str = "base", init: str = "kaiming_normal", hidden=(16,)) -> nn.Module:

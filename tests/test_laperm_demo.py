@@ -16,21 +16,13 @@ from scipy import stats as sps
 from parewire_jax.__main__ import main
 from parewire_jax.experiments import laperm_demo, models, train
 from parewire_jax.experiments.data import Dataset
+from conftest import tiny_dataset
 from parewire_jax.lookahead_permutation import laperm, laperm_project
-
-
-def _blobs(n: int, rng: np.random.Generator, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  y = rng.integers(0, len(centers), n).astype(np.int32)
-  x = centers[y] + 0.3 * rng.standard_normal((n,) + centers.shape[1:])
-  return np.clip(x, 0, 1).astype(np.float32), y
 
 
 @pytest.fixture(scope="module")
 def tiny() -> Dataset:
-  """3 classes of noisy 6×6 prototypes; 240 training images."""
-  rng = np.random.default_rng(0)
-  centers = rng.uniform(0, 1, (3, 6, 6, 1))
-  return Dataset("tiny", *_blobs(240, rng, centers), *_blobs(64, rng, centers), *_blobs(48, rng, centers), 3)
+  return tiny_dataset(240)
 
 
 def _mlp() -> models.MLP:
