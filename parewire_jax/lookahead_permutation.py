@@ -233,6 +233,11 @@ def laperm(
   the updates unchanged: put gradient transformations such as clipping before
   ``laperm`` in an ``optax.chain`` (or inside ``inner``), never after it.
 
+  The sync is a ``lax.cond`` on the step count. Under ``jax.vmap`` over seeds
+  keep the count unbatched (every seed takes the same steps): with a batched
+  count the cond becomes a select that computes the sync (a sort of every
+  weight vector) at every step. ``experiments.train`` shows one way to do it.
+
   Args:
     inner: the inner optimizer ``Opt`` (the paper uses Adam). Extra arguments
       to ``update`` are passed on to it.
