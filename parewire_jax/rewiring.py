@@ -86,16 +86,22 @@ def check_floating(dtype, name: str = "dtype") -> None:
     )
 
 
-def check_key(key) -> None:
-  """Validates a single PRNG key: typed (``jax.random.key``) or legacy (``PRNGKey``)."""
-  if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key) and key.shape == ():
-    return
-  if isinstance(key, (jax.Array, np.ndarray)) and key.dtype == jnp.uint32 and key.ndim == 1:
+def as_typed_key(key) -> Array:
+  """Validates a single PRNG key; a legacy raw key becomes the typed key with the same bits.
+
+  Accepts a typed key (``jax.random.key``) or a legacy ``uint32`` key
+  (``jax.random.PRNGKey``). Typed keys let legacy-key calls share compiled code
+  with typed-key calls; every derived key (splits, folds) has the same bits
+  either way.
+  """
+  if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+    if key.shape == ():
+      return key
+  elif isinstance(key, (jax.Array, np.ndarray)) and key.dtype == jnp.uint32 and key.ndim == 1:
     try:
-      jax.random.wrap_key_data(key)
-      return
+      return jax.random.wrap_key_data(key)  # e.g. jax.random.PRNGKey(0)
     except (TypeError, ValueError):
-      pass
+      pass  # not the default implementation's key shape
   raise ValueError(
       "key must be a single PRNG key (jax.random.key(seed) or a legacy jax.random.PRNGKey(seed)), "
       f"got {type(key).__name__} with shape {getattr(key, 'shape', None)} and dtype {getattr(key, 'dtype', None)}."
@@ -253,7 +259,7 @@ def pa_rewire(
   """
   passes = check_passes(passes)
   offset = check_offset(offset)
-  check_key(key)
+  key = as_typed_key(key)
   check_array(matrix, "matrix")
   if jnp.ndim(matrix) != 2:
     raise ValueError(
@@ -311,7 +317,7 @@ def rewire(
   """
   passes = check_passes(passes)
   offset = check_offset(offset)
-  check_key(key)
+  key = as_typed_key(key)
   check_array(x, "x")
   sharding = explicit_sharding(x)
   if sharding is not None:

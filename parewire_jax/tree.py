@@ -34,7 +34,7 @@ import numpy as np
 from jax import Array
 
 from parewire_jax.axes import AxisSpec, MatrixLayout, as_matrices, from_matrices, matrix_layout
-from parewire_jax.rewiring import PASSES, check_offset, check_passes, pa_rewire
+from parewire_jax.rewiring import PASSES, as_typed_key, check_offset, check_passes, pa_rewire
 
 KeyPath = tuple[Any, ...]
 AxesFn = Callable[[KeyPath, Array], AxisSpec | None]
@@ -75,27 +75,6 @@ class _LeafMatrices(NamedTuple):
   index: int  # position among the flattened leaves
   layout: MatrixLayout
   keys: Array  # (num_matrices,) keys, matrix b's key at b
-
-
-def _as_typed_key(key) -> Array:
-  """Validates ``key``; a legacy raw key becomes the typed key with the same bits.
-
-  Typed keys let legacy-key calls share compiled scans with typed-key calls;
-  every derived key (:func:`leaf_key`, splits) has the same bits either way.
-  """
-  if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-    if key.shape == ():
-      return key
-  elif isinstance(key, (jax.Array, np.ndarray)) and key.dtype == jnp.uint32 and key.ndim == 1:
-    try:
-      return jax.random.wrap_key_data(key)  # e.g. jax.random.PRNGKey(0)
-    except (TypeError, ValueError):
-      pass  # not the default implementation's key shape
-  raise ValueError(
-      "key must be a single PRNG key (jax.random.key(seed) or a legacy "
-      f"jax.random.PRNGKey(seed)), got {type(key).__name__} with "
-      f"shape {getattr(key, 'shape', None)} and dtype {getattr(key, 'dtype', None)}."
-  )
 
 
 def _is_axis_spec(spec) -> bool:
@@ -315,7 +294,7 @@ def rewire_params(
   >>> bool((new["dense"]["kernel"] == alone).all())
   True
   """
-  key = _as_typed_key(key)
+  key = as_typed_key(key)
   if where is not None and not callable(where):
     raise ValueError(f"where must be None or a callable (path, leaf) -> bool, got {where!r}.")
   _check_axes_arg(out_axis, "out_axis", allow_none=False)
