@@ -49,7 +49,10 @@ def _parser() -> argparse.ArgumentParser:
   c.add_argument("--student", action="store_true", help="Student's instead of Welch's t-test")
   c.add_argument("--gradients", action="store_true", help="record mean |gradient| per layer (Fig. 5)")
   c.add_argument("--out", default="runs/compare",
-                 help="directory for results.json, table.md and plots (default: %(default)s)")
+                 help="directory for results.json, table.md, plots and the finished chunks of seeds "
+                      "(default: %(default)s)")
+  c.add_argument("--resume", action="store_true",
+                 help="reuse the chunks of seeds that an interrupted run with the same settings saved in --out")
   c.add_argument("--data-dir", default=None)
   c.add_argument("--no-download", action="store_true", help="fail instead of downloading a missing dataset")
 
@@ -107,9 +110,12 @@ def _compare(args: argparse.Namespace) -> None:
       mlp_hidden=tuple(args.mlp_hidden), equal_var=args.student, track_gradients=args.gradients)
   start = time.perf_counter()
   outcome = run_compare(config, data_dir=args.data_dir, download=not args.no_download, out_dir=args.out,
-                        progress=True)
+                        resume=args.resume, progress=True)
   print(outcome.table)
-  print(f"\nwall time {time.perf_counter() - start:.1f} s" + (f"; outputs in {args.out}" if args.out else ""))
+  resumed = sum(len(chunks) for chunks in outcome.resumed.values())
+  print(f"\nwall time {time.perf_counter() - start:.1f} s; training time {sum(outcome.train_seconds.values()):.1f} s"
+        + (f" including {resumed} chunk(s) resumed from earlier runs" if resumed else "")
+        + f"; outputs in {args.out}")
 
 
 def _strength(args: argparse.Namespace) -> None:

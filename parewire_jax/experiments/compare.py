@@ -9,7 +9,9 @@ and after rewiring (§3.2–3.3, Fig. 1b–c).
 
 from __future__ import annotations
 
+import functools
 import pathlib
+import time
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -19,6 +21,7 @@ import numpy as np
 
 from parewire_jax.experiments import models as models_lib
 from parewire_jax.experiments import report as report_lib
+from parewire_jax.experiments.checkpoint import ChunkStore, dataset_digest
 from parewire_jax.experiments.train import TrainConfig, TrainResult, check_config, kernels, seed_keys, train_seeds
 from parewire_jax.strength import strength_stats
 
@@ -62,6 +65,21 @@ class CompareResult(NamedTuple):
   metrics: dict[str, dict[str, np.ndarray]]  # variant -> metric -> per-seed values
   report: report_lib.MetricReport
   table: str  # markdown: Tables 1–2 and the paired comparison
+  train_seconds: dict[str, float]  # variant -> training time of its chunks, resumed ones included
+  resumed: dict[str, list[list[int]]]  # variant -> seeds of each chunk loaded from out_dir, not trained
+
+
+def training_fingerprint(config: CompareConfig, dataset) -> dict[str, Any]:
+  """What determines a chunk's training besides its variant and seeds (see ``ChunkStore``).
+
+  How seeds are chunked or vectorized is left out: it changes float rounding at
+  most, so a run may resume with other ``seeds_per_chunk``/``seeds_per_vmap``
+  (chunks are found by their seeds).
+  """
+  train = config.train_config()._replace(seeds_per_chunk=None, seeds_per_vmap=None)._asdict()
+  return {"train": train, "dataset": config.dataset, "model": config.model, "init": config.init,
+          "num_draws": config.num_draws, "mlp_hidden": list(config.mlp_hidden), "limit_train": config.limit_train,
+          "data_digest": dataset_digest(dataset)}
 
 
 def check_compare_config(config: CompareConfig) -> None:
@@ -116,6 +134,7 @@ def run_compare(
     data_dir: str | None = None,
     download: bool = True,
     out_dir: str | pathlib.Path | None = None,
+    resume: bool = False,
     progress: bool = False,
 ) -> CompareResult:
   """Trains every variant from the same seeds and compares each with ``base`` (§4.1–4.3).
@@ -130,7 +149,12 @@ def run_compare(
       and metrics, summaries, tests), ``table.md`` and the plots
       ``curves.png`` (Fig. 4), ``strength.png`` (Fig. 1b),
       ``strength_vs_accuracy.png`` (Fig. 3) and, with ``track_gradients``,
-      ``gradients.png`` (Fig. 5).
+      ``gradients.png`` (Fig. 5); every finished chunk of seeds is saved
+      under ``out_dir/chunks`` as soon as it is trained.
+    resume: reuse the chunks a previous run with the same settings and data
+      saved under ``out_dir/chunks`` instead of training them again (a chunk
+      saved by a run with other settings is a ``ValueError``). Needs
+      ``out_dir``.
     progress: show a tqdm bar over (variant, chunk, epoch).
 
   Returns:
@@ -138,6 +162,8 @@ def run_compare(
   """
   config = config._replace(variants=tuple(config.variants), mlp_hidden=tuple(config.mlp_hidden))
   check_compare_config(config)
+  if resume and out_dir is None:
+    raise ValueError("resume=True needs out_dir: the directory whose chunks/ a previous run saved.")
   if dataset is None:
     from parewire_jax.experiments.data import load_dataset
 
@@ -148,12 +174,19 @@ def run_compare(
 
   from tqdm.auto import tqdm
 
+  store = None if out_dir is None else ChunkStore(pathlib.Path(out_dir) / "chunks",
+                                                  training_fingerprint(config, dataset), resume=resume)
   results: dict[str, TrainResult] = {}
+  seconds: dict[str, float] = {}
   with tqdm(total=len(config.variants) * chunks * config.epochs, disable=not progress, unit="epoch") as bar:
     for variant in config.variants:
       bar.set_description(variant)
-      results[variant] = train_seeds(build(config, variant, dataset.num_classes), dataset, seeds, train_config,
-                                     progress=bar.update)
+      started = time.perf_counter()
+      results[variant] = train_seeds(
+          build(config, variant, dataset.num_classes), dataset, seeds, train_config, progress=bar.update,
+          load_chunk=None if store is None else functools.partial(store.load, variant),
+          save_chunk=None if store is None else functools.partial(store.save, variant))
+      seconds[variant] = time.perf_counter() - started if store is None else store.seconds.get(variant, 0.0)
 
   metrics = {variant: report_lib.per_seed_metrics(result) for variant, result in results.items()}
   analysis = report_lib.analyze(metrics, equal_var=config.equal_var)
@@ -162,7 +195,8 @@ def run_compare(
            f"p: {test} t-test (mean) and Kruskal–Wallis (median) vs base\n\n"
            + report_lib.markdown_table(analysis)
            + "\n\npaired by seed (variant − base):\n\n" + report_lib.paired_table(analysis))
-  outcome = CompareResult(config, results, metrics, analysis, table)
+  outcome = CompareResult(config, results, metrics, analysis, table, seconds,
+                          {} if store is None else store.resumed)
   if out_dir is not None:
     write_compare_outputs(outcome, dataset, out_dir)
   return outcome
@@ -178,6 +212,8 @@ def write_compare_outputs(outcome: CompareResult, dataset, out_dir: str | pathli
       "dataset": {"name": dataset.name, "num_train": len(dataset.x_train), "num_val": len(dataset.x_val),
                   "num_test": len(dataset.x_test), "num_classes": dataset.num_classes},
       "jax": {"version": jax.__version__, "backend": jax.default_backend()},
+      "train_seconds": outcome.train_seconds,
+      "resumed_chunks": outcome.resumed,
       "variants": {
           variant: {
               "per_seed": {"seeds": result.seeds, **outcome.metrics[variant]},

@@ -21,6 +21,7 @@ permutations of the initial ones.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -283,7 +284,7 @@ def _merge_counts(mask, per_seed, counts):
 
 
 def _make_functions(model: nn.Module, tx: optax.GradientTransformation, config: TrainConfig, example_x):
-  """Jitted (init, epoch, evaluate, evaluated_params) over a leading seed axis.
+  """Jitted (init, epoch, evaluate, evaluated_params) over a leading seed axis, and the kernels' names.
 
   The optimizer state travels as ``(per-seed leaves, step counts)``, see
   :func:`_step_count_mask`.
@@ -358,7 +359,7 @@ def _make_functions(model: nn.Module, tx: optax.GradientTransformation, config: 
     evaluated_params = lambda params, opt_state, counts: params
 
   init = jax.jit(jax.vmap(init_one, in_axes=(0, None), out_axes=(0, 0, 0, None, 0, 0)))
-  return init, epoch, evaluate, evaluated_params
+  return init, epoch, evaluate, evaluated_params, tuple(kernels(one_seed["params"]))
 
 
 def epoch_batches(data_seed: int, epoch: int, num_train: int, batch_size: int) -> np.ndarray:
@@ -376,6 +377,8 @@ def train_seeds(
     *,
     progress: Callable[[int], Any] | None = None,
     inspect: Callable[[list[int], int, Any], Any] | None = None,
+    load_chunk: Callable[[list[int]], TrainResult | None] | None = None,
+    save_chunk: Callable[..., Any] | None = None,
 ) -> TrainResult:
   """Trains ``model`` from every init seed in ``seeds`` on ``dataset`` (§4.1).
 
@@ -393,6 +396,11 @@ def train_seeds(
       parameters (a leading axis with one row per seed of ``chunk_seeds``;
       with LaPerm the exactly synchronised ones), e.g. to check or record
       them.
+    load_chunk: called with each chunk's init seeds before training it; a
+      :class:`TrainResult` it returns is used instead of training the chunk
+      (resuming, see :class:`~parewire_jax.experiments.checkpoint.ChunkStore`).
+    save_chunk: called as ``save_chunk(chunk_result, seconds=...)`` after each
+      trained chunk, with the chunk's records and its training time.
 
   With ``config.optimizer == "laperm_adam"`` the validation and test
   evaluations use ``laperm_project(params, opt_state)``: after a sync step
@@ -411,7 +419,7 @@ def train_seeds(
   check_config(config, num_train)
   tx = make_optimizer(config, num_train // config.batch_size)
   x_train, y_train = jnp.asarray(dataset.x_train), jnp.asarray(dataset.y_train)
-  init, epoch, evaluate, evaluated_params = _make_functions(model, tx, config, x_train[:1])
+  init, epoch, evaluate, evaluated_params, layer_names = _make_functions(model, tx, config, x_train[:1])
 
   val = _padded_batches(dataset.x_val, dataset.y_val, config.eval_batch_size)
   test = _padded_batches(dataset.x_test, dataset.y_test, config.eval_batch_size)
@@ -419,9 +427,16 @@ def train_seeds(
              for e in range(config.epochs)]
 
   chunk = config.seeds_per_chunk or len(seeds)
-  records: list[dict[str, list]] = []
+  results: list[TrainResult] = []
   for start in range(0, len(seeds), chunk):
     chunk_seeds = seeds[start:start + chunk]
+    saved = load_chunk(chunk_seeds) if load_chunk is not None else None
+    if saved is not None:
+      results.append(saved)
+      if progress is not None:
+        progress(config.epochs)
+      continue
+    started = time.perf_counter()
     padded = chunk_seeds + [chunk_seeds[-1]] * (chunk - len(chunk_seeds))
     params, state, opt_state, counts, variance, fourth = init(seed_keys(padded), x_train[:1])
     record: dict[str, list] = {k: [] for k in ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss",
@@ -442,11 +457,23 @@ def train_seeds(
       if progress is not None:
         progress(1)
     keep = len(chunk_seeds)
-    records.append({k: np.stack([np.asarray(v) for v in vals], axis=1)[:keep] for k, vals in record.items()})
-    records[-1]["init_mean_variance"] = np.asarray(variance)[:keep]
-    records[-1]["init_mean_fourth_moment"] = np.asarray(fourth)[:keep]
+    curves = {k: np.stack([np.asarray(v) for v in vals], axis=1)[:keep] for k, vals in record.items()}
+    grad_abs = curves.pop("grad_abs") if config.track_gradients else None
+    curves.pop("grad_abs", None)
+    results.append(TrainResult(seeds=np.asarray(chunk_seeds), grad_abs=grad_abs, layer_names=layer_names,
+                               init_mean_variance=np.asarray(variance)[:keep],
+                               init_mean_fourth_moment=np.asarray(fourth)[:keep], **curves))
+    if save_chunk is not None:
+      save_chunk(results[-1], seconds=time.perf_counter() - started)
+  return concatenate_results(results)
 
-  merged = {k: np.concatenate([r[k] for r in records]) for k in records[0]}
-  grad_abs = merged.pop("grad_abs") if config.track_gradients else None
-  merged.pop("grad_abs", None)
-  return TrainResult(seeds=np.asarray(seeds), grad_abs=grad_abs, layer_names=tuple(kernels(params)), **merged)
+
+def concatenate_results(results: Sequence[TrainResult]) -> TrainResult:
+  """The chunks' :class:`TrainResult` s joined along the seed axis, in order."""
+  if not results or len({r.layer_names for r in results}) != 1:
+    raise ValueError("results must be a non-empty sequence of chunks of one model (same layer_names).")
+  if len({r.grad_abs is None for r in results}) != 1:
+    raise ValueError("results must all have grad_abs, or all not have it.")
+  joined = {field: None if getattr(results[0], field) is None else np.concatenate([getattr(r, field) for r in results])
+            for field in TrainResult._fields if field != "layer_names"}
+  return TrainResult(layer_names=results[0].layer_names, **joined)

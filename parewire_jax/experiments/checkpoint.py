@@ -1,0 +1,129 @@
+"""Finished chunks of a multi-seed run, kept on disk so that an interrupted run resumes.
+
+The paper's Table 1 trains 100 seeds of four variants for many epochs (§4.1–4.2):
+longer than a Colab session or a batch job's time limit may last. ``train_seeds``
+trains seeds in chunks; a :class:`ChunkStore` saves every finished chunk as one
+``.npz`` file and, when resuming, hands it back instead of training it again.
+
+A chunk is reused only by a run that would have computed it: each file records a
+*fingerprint* (the settings that determine training and a digest of the data),
+and a file whose fingerprint differs is an error, never silently mixed in.
+Files are written to a temporary name and renamed, so a run killed mid-write
+leaves no half-written chunk behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pathlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from parewire_jax.experiments.train import TrainResult
+
+_ARRAYS = ("seeds", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc",
+           "init_mean_variance", "init_mean_fourth_moment")
+
+
+def dataset_digest(dataset) -> str:
+  """A BLAKE2b digest of every split of ``dataset`` (images, labels) and its class count."""
+  digest = hashlib.blake2b(digest_size=16)
+  for field in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"):
+    array = np.ascontiguousarray(getattr(dataset, field))
+    digest.update(f"{field}{array.dtype.str}{array.shape}".encode())
+    digest.update(memoryview(array).cast("B"))
+  digest.update(str(dataset.num_classes).encode())
+  return digest.hexdigest()
+
+
+class ChunkStore:
+  """Saves finished chunks of ``train_seeds`` under ``directory``; loads them back when resuming.
+
+  Args:
+    directory: where the chunk files live (created on the first save).
+    fingerprint: JSON-serialisable description of everything that determines
+      a chunk's training besides the variant and the seeds.
+    resume: when false, :meth:`load` finds nothing and every chunk is trained
+      (and saved over an older file of the same name).
+
+  ``load`` and ``save`` take the variant first; bind it with
+  ``functools.partial`` to get ``train_seeds``' ``load_chunk`` and
+  ``save_chunk``. :attr:`seconds` sums the training time of each variant's
+  chunks, the resumed ones included (as measured when they were trained), and
+  :attr:`resumed` lists the seeds of every chunk loaded instead of trained.
+
+  >>> import tempfile
+  >>> from parewire_jax.experiments.train import TrainResult
+  >>> curve = np.array([[0.5], [0.6]])
+  >>> chunk = TrainResult(np.array([0, 1]), curve, curve, curve, curve, curve, curve, None, ("w",),
+  ...                     np.ones(2), np.ones(2))
+  >>> with tempfile.TemporaryDirectory() as d:
+  ...   ChunkStore(d, {"epochs": 1}).save("base", chunk, seconds=2.0)
+  ...   again = ChunkStore(d, {"epochs": 1}, resume=True)
+  ...   loaded = again.load("base", [0, 1])
+  >>> loaded.val_acc.tolist(), again.resumed, again.seconds
+  ([[0.5], [0.6]], {'base': [[0, 1]]}, {'base': 2.0})
+  """
+
+  def __init__(self, directory: str | pathlib.Path, fingerprint: Mapping[str, Any], *, resume: bool = False):
+    self.directory = pathlib.Path(directory)
+    self.fingerprint = json.loads(json.dumps(fingerprint, sort_keys=True))  # as it reads back from a file
+    self.resume = resume
+    self.seconds: dict[str, float] = {}
+    self.resumed: dict[str, list[list[int]]] = {}
+
+  def path(self, variant: str, seeds: Sequence[int]) -> pathlib.Path:
+    """The file of the chunk of ``variant`` with init seeds ``seeds`` (consecutive or not)."""
+    seeds = [int(s) for s in seeds]
+    consecutive = seeds == list(range(seeds[0], seeds[0] + len(seeds)))
+    label = f"{seeds[0]}-{seeds[-1]}" if consecutive else hashlib.blake2b(
+        repr(seeds).encode(), digest_size=8).hexdigest()
+    return self.directory / f"{variant}_seeds_{label}.npz"
+
+  def load(self, variant: str, seeds: Sequence[int]) -> TrainResult | None:
+    """The saved chunk of ``variant`` and ``seeds`` when resuming and one exists, else ``None``.
+
+    Raises:
+      ValueError: the file was written by a run with other settings or data,
+        or is not a chunk file of these seeds.
+    """
+    path = self.path(variant, seeds)
+    if not self.resume or not path.exists():
+      return None
+    try:
+      with np.load(path, allow_pickle=False) as saved:
+        stored = json.loads(str(saved["fingerprint"]))
+        arrays = {name: saved[name] for name in _ARRAYS}
+        grad_abs = saved["grad_abs"] if "grad_abs" in saved.files else None
+        layer_names = tuple(str(n) for n in saved["layer_names"])
+        seconds = float(saved["seconds"])
+    except (OSError, ValueError, KeyError) as error:
+      raise ValueError(f"{path} is not a readable chunk file ({error}); delete it to train the chunk again.") from error
+    if stored != self.fingerprint:
+      differing = sorted(k for k in set(stored) | set(self.fingerprint) if stored.get(k) != self.fingerprint.get(k))
+      raise ValueError(
+          f"{path} was written by a run with different {', '.join(differing)}; resume with the same settings "
+          "and data, or write to another output directory.")
+    if arrays["seeds"].tolist() != [int(s) for s in seeds]:
+      raise ValueError(f"{path} holds seeds {arrays['seeds'].tolist()}, expected {list(seeds)}.")
+    self.seconds[variant] = self.seconds.get(variant, 0.0) + seconds
+    self.resumed.setdefault(variant, []).append([int(s) for s in seeds])
+    return TrainResult(grad_abs=grad_abs, layer_names=layer_names, **arrays)
+
+  def save(self, variant: str, chunk: TrainResult, *, seconds: float) -> None:
+    """Writes ``chunk`` (one chunk's :class:`TrainResult`, trained in ``seconds``) atomically."""
+    path = self.path(variant, chunk.seeds)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {name: np.asarray(getattr(chunk, name)) for name in _ARRAYS}
+    if chunk.grad_abs is not None:
+      arrays["grad_abs"] = np.asarray(chunk.grad_abs)
+    partial = path.with_name(path.name + ".partial")
+    with open(partial, "wb") as f:
+      np.savez(f, fingerprint=np.array(json.dumps(self.fingerprint, sort_keys=True)),
+               layer_names=np.array(chunk.layer_names, dtype=str), seconds=np.array(seconds), **arrays)
+    os.replace(partial, path)
+    self.seconds[variant] = self.seconds.get(variant, 0.0) + seconds

@@ -1,0 +1,185 @@
+"""Resuming multi-seed runs: ChunkStore, train_seeds' chunk hooks, run_compare(resume=True), --resume."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from parewire_jax.__main__ import main
+from parewire_jax.experiments import train
+from parewire_jax.experiments.checkpoint import ChunkStore, dataset_digest
+from parewire_jax.experiments.compare import CompareConfig, build, run_compare
+from conftest import tiny_dataset
+
+CONFIG = CompareConfig(dataset="digits", model="mlp", variants=("base", "rewired"), seeds=3, epochs=2,
+                       batch_size=32, learning_rate=0.05, num_draws=4, mlp_hidden=(8,), seeds_per_chunk=2,
+                       track_gradients=True)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+  return tiny_dataset(128)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tiny, tmp_path_factory):
+  out = tmp_path_factory.mktemp("uninterrupted")
+  return out, run_compare(CONFIG, dataset=tiny, out_dir=out)
+
+
+def _assert_same_results(a, b):
+  for variant in CONFIG.variants:
+    for field in train.TrainResult._fields:
+      np.testing.assert_array_equal(np.asarray(getattr(a.results[variant], field)),
+                                    np.asarray(getattr(b.results[variant], field)), err_msg=f"{variant} {field}")
+
+
+def test_every_chunk_is_saved_with_its_training_time(uninterrupted):
+  out, outcome = uninterrupted
+  names = sorted(p.name for p in (out / "chunks").iterdir())
+  assert names == ["base_seeds_0-1.npz", "base_seeds_2-2.npz", "rewired_seeds_0-1.npz", "rewired_seeds_2-2.npz"]
+  assert outcome.resumed == {} and all(outcome.train_seconds[v] > 0 for v in CONFIG.variants)
+  saved = json.loads((out / "results.json").read_text())
+  assert saved["train_seconds"] == pytest.approx(outcome.train_seconds) and saved["resumed_chunks"] == {}
+
+
+def test_resuming_trains_only_missing_chunks_and_matches_an_uninterrupted_run(uninterrupted, tiny, tmp_path):
+  out, expected = uninterrupted
+  (tmp_path / "chunks").mkdir()
+  for name in ("base_seeds_0-1.npz", "base_seeds_2-2.npz", "rewired_seeds_0-1.npz"):  # rewired 2-2 was lost
+    (tmp_path / "chunks" / name).write_bytes((out / "chunks" / name).read_bytes())
+  resumed = run_compare(CONFIG, dataset=tiny, out_dir=tmp_path, resume=True)
+  assert resumed.resumed == {"base": [[0, 1], [2]], "rewired": [[0, 1]]}
+  _assert_same_results(resumed, expected)
+  assert (tmp_path / "chunks" / "rewired_seeds_2-2.npz").exists()
+  assert resumed.table == expected.table
+  # the training time of resumed chunks is the time measured when they were trained
+  assert resumed.train_seconds["base"] == pytest.approx(expected.train_seconds["base"])
+
+
+def test_resumed_chunks_are_read_not_recomputed(uninterrupted, tiny, tmp_path):
+  out, _ = uninterrupted
+  store = ChunkStore(out / "chunks", {}, resume=False)
+  with np.load(store.path("base", [0, 1])) as saved:
+    arrays = dict(saved)
+  arrays["val_acc"] = np.full_like(arrays["val_acc"], 0.25)
+  (tmp_path / "chunks").mkdir()
+  np.savez(tmp_path / "chunks" / "base_seeds_0-1.npz", **arrays)
+  outcome = run_compare(CONFIG, dataset=tiny, out_dir=tmp_path, resume=True)
+  np.testing.assert_array_equal(outcome.results["base"].val_acc[:2], 0.25)
+  assert not np.all(outcome.results["base"].val_acc[2] == 0.25)
+
+
+def test_a_run_killed_between_chunks_resumes(tiny, tmp_path):
+  config = CONFIG._replace(track_gradients=False)
+  model = build(config, "max_sv", tiny.num_classes)
+  store = ChunkStore(tmp_path / "chunks", {"anything": 1})
+  saved = []
+
+  def save_then_get_killed(chunk, *, seconds):
+    store.save("max_sv", chunk, seconds=seconds)
+    saved.append(chunk.seeds.tolist())
+    if len(saved) == 2:
+      raise KeyboardInterrupt  # e.g. the job's time limit, before the results are gathered
+
+  with pytest.raises(KeyboardInterrupt):
+    train.train_seeds(model, tiny, [0, 1, 2], config.train_config(), save_chunk=save_then_get_killed)
+  assert saved == [[0, 1], [2]] and not list((tmp_path / "chunks").glob("*.partial"))
+  calls = []
+  resumed_store = ChunkStore(tmp_path / "chunks", {"anything": 1}, resume=True)
+  result = train.train_seeds(model, tiny, [0, 1, 2], config.train_config(), progress=calls.append,
+                             load_chunk=lambda seeds: resumed_store.load("max_sv", seeds))
+  assert calls == [config.epochs, config.epochs]  # both chunks loaded; progress still counts their epochs
+  assert result.seeds.tolist() == [0, 1, 2] and result.val_acc.shape == (3, config.epochs)
+  assert resumed_store.resumed == {"max_sv": [[0, 1], [2]]}
+
+
+@pytest.mark.parametrize("change, differing", [
+    (dict(epochs=3), "train"), (dict(learning_rate=0.1), "train"), (dict(init="orthogonal"), "init"),
+    (dict(num_draws=5), "num_draws"), (dict(mlp_hidden=(9,)), "mlp_hidden")])
+def test_chunks_of_other_settings_are_refused(uninterrupted, tiny, change, differing):
+  out, _ = uninterrupted
+  with pytest.raises(ValueError, match=rf"written by a run with different .*{differing}"):
+    run_compare(CONFIG._replace(**change), dataset=tiny, out_dir=out, resume=True)
+
+
+def test_chunks_of_other_data_are_refused(uninterrupted):
+  out, _ = uninterrupted
+  other = tiny_dataset(130)
+  with pytest.raises(ValueError, match="different data_digest"):
+    run_compare(CONFIG, dataset=other, out_dir=out, resume=True)
+
+
+def test_other_chunking_trains_again_and_agrees(uninterrupted, tiny, tmp_path):
+  out, expected = uninterrupted
+  (tmp_path / "chunks").mkdir()
+  for path in (out / "chunks").iterdir():
+    (tmp_path / "chunks" / path.name).write_bytes(path.read_bytes())
+  outcome = run_compare(CONFIG._replace(seeds_per_chunk=None), dataset=tiny, out_dir=tmp_path, resume=True)
+  assert outcome.resumed == {}  # chunk [0, 1, 2] was never saved
+  for variant in CONFIG.variants:
+    np.testing.assert_allclose(outcome.results[variant].val_acc, expected.results[variant].val_acc, atol=1e-6)
+
+
+def test_unreadable_chunk_file_is_a_clear_error(uninterrupted, tiny, tmp_path):
+  (tmp_path / "chunks").mkdir()
+  (tmp_path / "chunks" / "base_seeds_0-1.npz").write_bytes(b"truncated")
+  with pytest.raises(ValueError, match="not a readable chunk file.*delete it"):
+    run_compare(CONFIG, dataset=tiny, out_dir=tmp_path, resume=True)
+
+
+def test_resume_needs_an_output_directory(tiny):
+  with pytest.raises(ValueError, match="resume=True needs out_dir"):
+    run_compare(CONFIG, dataset=tiny, resume=True)
+
+
+def test_chunk_file_names_and_seed_check(tmp_path):
+  store = ChunkStore(tmp_path, {}, resume=True)
+  assert store.path("base", [4, 5, 6]).name == "base_seeds_4-6.npz"
+  assert store.path("base", [4, 6]).name != store.path("base", [6, 4]).name  # not consecutive: a digest
+  curve = np.zeros((2, 1))
+  chunk = train.TrainResult(np.array([4, 5]), curve, curve, curve, curve, curve, curve, None, (), np.ones(2),
+                            np.ones(2))
+  store.save("base", chunk, seconds=1.0)
+  store.path("base", [4, 5]).rename(store.path("base", [5, 6]))
+  with pytest.raises(ValueError, match=r"holds seeds \[4, 5\], expected \[5, 6\]"):
+    store.load("base", [5, 6])
+
+
+def test_dataset_digest_sees_every_split():
+  a = tiny_dataset(64)
+  assert dataset_digest(a) == dataset_digest(tiny_dataset(64))
+  for field in ("x_train", "y_val", "x_test"):
+    changed = getattr(a, field).copy()
+    changed.flat[0] += 1
+    assert dataset_digest(a._replace(**{field: changed})) != dataset_digest(a), field
+
+
+def test_concatenate_results_rejects_mixed_chunks():
+  curve = np.zeros((1, 1))
+  one = train.TrainResult(np.array([0]), curve, curve, curve, curve, curve, curve, None, ("a",), np.ones(1),
+                          np.ones(1))
+  joined = train.concatenate_results([one, one._replace(seeds=np.array([1]))])
+  assert joined.seeds.tolist() == [0, 1] and joined.layer_names == ("a",)
+  with pytest.raises(ValueError, match="same layer_names"):
+    train.concatenate_results([one, one._replace(layer_names=("b",))])
+  with pytest.raises(ValueError, match="grad_abs"):
+    train.concatenate_results([one, one._replace(grad_abs=np.zeros((1, 1, 1)))])
+  with pytest.raises(ValueError, match="non-empty"):
+    train.concatenate_results([])
+
+
+def test_cli_resume(tmp_path, capsys):
+  argv = ["compare", "--dataset", "digits", "--seeds", "2", "--epochs", "1", "--mlp-hidden", "8", "--limit-train",
+          "200", "--out", str(tmp_path)]
+  main(argv)
+  first = json.loads((tmp_path / "results.json").read_text())
+  assert "resumed" not in capsys.readouterr().out
+  main(argv + ["--resume"])
+  out = capsys.readouterr().out
+  assert "including 2 chunk(s) resumed from earlier runs" in out
+  second = json.loads((tmp_path / "results.json").read_text())
+  assert second["resumed_chunks"] == {"base": [[0, 1]], "rewired": [[0, 1]]}
+  assert second["variants"]["rewired"]["per_seed"] == first["variants"]["rewired"]["per_seed"]
