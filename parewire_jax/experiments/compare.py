@@ -168,6 +168,8 @@ def run_compare(
     from parewire_jax.experiments.data import load_dataset
 
     dataset = load_dataset(config.dataset, data_dir=data_dir, download=download, limit_train=config.limit_train)
+  base_model = build(config, "base", dataset.num_classes)  # fails now, not mid-run, on data the model can't take
+  jax.eval_shape(lambda key: base_model.init(key, dataset.x_train[:1]), jax.random.key(0))
   train_config = config.train_config()
   seeds = list(range(config.first_seed, config.first_seed + config.seeds))
   chunks = -(-config.seeds // (config.seeds_per_chunk or config.seeds))

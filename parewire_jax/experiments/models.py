@@ -167,6 +167,9 @@ def _max_pool_2x2(x: Array) -> Array:
   return x[:, : h // 2 * 2, : w // 2 * 2].reshape(b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
 
 
+LENET_MIN_IMAGE_SIZE = 16  # 16 → conv 12 → pool 6 → conv 2 → pool 1
+
+
 class LeNet(nn.Module):
   """The LeNet of §4.2: conv5×5(20) → pool → conv5×5(50) → pool → FC 500 → classes.
 
@@ -180,6 +183,10 @@ class LeNet(nn.Module):
   @nn.compact
   def __call__(self, x: Array, train: bool = False) -> Array:
     del train
+    if min(x.shape[1:3]) < LENET_MIN_IMAGE_SIZE:
+      raise ValueError(
+          f"lenet needs images of at least {LENET_MIN_IMAGE_SIZE}×{LENET_MIN_IMAGE_SIZE} (two valid 5×5 "
+          f"convolutions, each followed by 2×2 pooling), got {x.shape[1]}×{x.shape[2]}; use the mlp model.")
     for filters in (20, 50):
       x = _max_pool_2x2(nn.relu(PatchConv(filters, (5, 5), self.kernel_init)(x)))
     x = x.reshape(x.shape[0], -1)
