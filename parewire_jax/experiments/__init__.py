@@ -4,6 +4,7 @@ Scabini, De Baets & Bruno, arXiv:2207.08148, §4.1 (setup) to §4.4; and the
 LaPerm-against-Adam demonstration (Qiu & Suda 2020, §5.1).
 """
 
+from parewire_jax.experiments.checkpoint import ChunkStore
 from parewire_jax.experiments.compare import CompareConfig, run_compare, run_strength
 from parewire_jax.experiments.data import DATASETS, Dataset, default_data_dir, load_dataset
 from parewire_jax.experiments.laperm_demo import LaPermConfig, LaPermResult, run_laperm
@@ -19,6 +20,7 @@ from parewire_jax.experiments.train import (
     OPTIMIZERS,
     TrainConfig,
     TrainResult,
+    concatenate_results,
     make_optimizer,
     select_best_epoch,
     train_seeds,
@@ -30,6 +32,7 @@ __all__ = [
     "MODELS",
     "OPTIMIZERS",
     "VARIANTS",
+    "ChunkStore",
     "CompareConfig",
     "Dataset",
     "LaPermConfig",
@@ -38,6 +41,7 @@ __all__ = [
     "TrainResult",
     "base_initializer",
     "build_model",
+    "concatenate_results",
     "default_data_dir",
     "kernel_initializer",
     "load_dataset",
