@@ -24,7 +24,10 @@ Implementation notes (why it is shaped like this):
   p=P)`` (a Plackett–Luce sample), but in one sort and without host syncs.
 * Only the strengths are sequential. Sorting every column is hoisted out of
   the ``lax.scan``; each step then does one O(n log n) argsort, a scatter and a
-  strength update.
+  strength update. The scan carries the sorted copy and overwrites one column
+  per step in place, so a pass needs one working buffer the size of the matrix
+  (two during the transpose between passes; XLA's memory analysis of both
+  passes: temporaries = 2× the matrix, 3× before this layout).
 * All sorts run on integer bit patterns (an order-preserving bit-cast), which
   is exact and, on the CPU, several times faster than XLA's float comparator.
   On the CPU the per-step argsort is two single-operand int32 sorts (see
@@ -190,34 +193,43 @@ def stable_argsort(x: Array) -> Array:
   return lax.platform_dependent(bits, cpu=packed, default=_stable_argsort_pairs)
 
 
-def _rewire_columns(key: Array, bits: Array, dtype, offset: float) -> Array:
-  """Pass "in" of Algorithm 1 on one ``(n_in, n_out)`` matrix of sortable bits.
+def _rewire_rows(key: Array, rows: Array, dtype, offset: float) -> Array:
+  """Pass "in" of Algorithm 1 with the matrix's columns as the rows of ``rows``.
 
-  Weights travel as integer bit patterns (:func:`_sortable_bits`) and become
-  floats only for the strengths: XLA:CPU computes some 16-bit float data
-  movement in float32, which would canonicalise NaN payloads.
+  ``rows[t]`` holds the weights of output neuron ``t`` over the inputs, as
+  sortable bits (:func:`_sortable_bits`). Row 0 keeps its order; every later
+  row is sorted once, outside the scan, and then rewired in place: the scan
+  carries the whole matrix and overwrites row ``t`` at step ``t``, so the only
+  working buffer is the sorted copy (no stacked scan output, no concatenation).
+  Weights become floats only for the strengths: XLA:CPU computes some 16-bit
+  float data movement in float32, which would canonicalise NaN payloads.
   """
-  n_in, n_out = bits.shape
-  if n_in < 2 or n_out < 2:
-    return bits  # one input or one column: every ranking leaves w as it is
+  n_rows, n_in = rows.shape
+  if n_in < 2 or n_rows < 2:
+    return rows  # one input or one column: every ranking leaves w as it is
   acc_dtype = jnp.promote_types(dtype, jnp.float32)
 
-  def values(col_bits):
-    return _from_sortable_bits(col_bits, dtype).astype(acc_dtype)
+  def values(row_bits):
+    return _from_sortable_bits(row_bits, dtype).astype(acc_dtype)
 
-  sorted_cols = lax.sort(bits.T)[1:]  # (n_out - 1, n_in) ascending, hoisted out of the scan
-  step_keys = jax.random.split(key, n_out - 1)
+  first = rows[0]
+  working = lax.sort(rows).at[0].set(first)  # every later row ascending; hoisted out of the scan
+  step_keys = jax.random.split(key, n_rows - 1)
 
-  def step(strength, inputs):
-    col_sorted, step_key = inputs
+  def step(carry, inputs):
+    strength, working = carry
+    t, step_key = inputs
+    row_sorted = lax.dynamic_index_in_dim(working, t, keepdims=False)
     log_p = jnp.log(strength + jnp.abs(jnp.min(strength)) + offset)  # Eq. 5
     gumbel = jax.random.gumbel(step_key, strength.shape, jnp.float32)
     ranking = stable_argsort(-(log_p.astype(jnp.float32) + gumbel))
-    col = jnp.zeros_like(col_sorted).at[ranking].set(col_sorted, unique_indices=True)
-    return strength + values(col), col  # Eq. 6
+    row = jnp.zeros_like(row_sorted).at[ranking].set(row_sorted, unique_indices=True)
+    working = lax.dynamic_update_index_in_dim(working, row, t, 0)
+    return (strength + values(row), working), None  # Eq. 6
 
-  _, new_cols = lax.scan(step, values(bits[:, 0]), (sorted_cols, step_keys))
-  return jnp.concatenate([bits[:, :1], new_cols.T], axis=1)
+  steps = jnp.arange(1, n_rows, dtype=jnp.int32)
+  (_, working), _ = lax.scan(step, (values(first), working), (steps, step_keys))
+  return working
 
 
 def pa_rewire(
@@ -282,13 +294,14 @@ def pa_rewire(
 @functools.partial(jax.jit, static_argnums=(2, 3))
 def _pa_rewire(key: Array, w: Array, passes: tuple[str, ...], offset: float) -> Array:
   # jit so that eager calls (e.g. nnx modules built outside jit) compile once per shape.
-  bits = _sortable_bits(w)
+  # Pass "in" permutes the columns of w, pass "out" its rows; _rewire_rows works
+  # on rows, so w is transposed only when the next pass needs the other view.
+  bits, transposed = _sortable_bits(w), False
   for pass_key, name in zip(jax.random.split(key, len(passes)), passes):
-    if name == "in":
-      bits = _rewire_columns(pass_key, bits, w.dtype, offset)
-    else:
-      bits = _rewire_columns(pass_key, bits.T, w.dtype, offset).T
-  return _from_sortable_bits(bits, w.dtype)
+    if transposed != (name == "in"):
+      bits, transposed = bits.T, not transposed
+    bits = _rewire_rows(pass_key, bits, w.dtype, offset)
+  return _from_sortable_bits(bits.T if transposed else bits, w.dtype)
 
 
 def rewire(

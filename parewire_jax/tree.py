@@ -41,9 +41,10 @@ AxesFn = Callable[[KeyPath, Array], AxisSpec | None]
 
 # Used when the device does not report its memory (e.g. the CPU backend).
 _FALLBACK_GROUP_BYTES = 256 * 2**20
-# A chunk's scan needs its input, its output and XLA temporaries (3-6x the input
-# for pa_rewire on CPU, per compiled memory_analysis()), plus the copies made
-# when stacking and unstacking; 16x leaves headroom on top of that.
+# A chunk's scan needs its input, its output and XLA temporaries (2x the input
+# for both passes on the CPU, per compiled memory_analysis(); a GPU sort's
+# scratch space is not measured yet), plus the copies made when stacking and
+# unstacking; 16x leaves headroom on top of that.
 _WORKSPACE_FACTOR = 16
 
 

@@ -5,11 +5,11 @@ For every stack two things are checked:
 * each layer's kernel is a bit-exact permutation of the same layer's kernel
   built with the base initializer (same module, same keys), and differs from it;
 * the stack is rewired by one batched scan per pass: in the jaxpr, the number
-  of ``scan`` primitives whose length is a column-loop length (``n_out - 1``
-  for pass "in", ``n_in - 1`` for pass "out") is the same for 2 and for 6
-  layers. (``pa_rewire`` has one such scan per pass; the ``searchsorted`` of
-  the CPU argsort adds scans of length about ``log2(n)``, which the chosen
-  sizes keep distinct.)
+  of ``scan`` primitives that sort in their body and whose length is a
+  column-loop length (``n_out - 1`` for pass "in", ``n_in - 1`` for pass
+  "out") is the same for 2 and for 6 layers. (``pa_rewire`` has one such scan
+  per pass; the ``searchsorted`` of the CPU argsort adds scans of length about
+  ``log2(n)``, which the chosen sizes keep distinct.)
 """
 
 import flax.linen as nn
@@ -39,11 +39,22 @@ def _sub_jaxprs(value):
       yield from _sub_jaxprs(v)
 
 
+def _sorts(jaxpr) -> bool:
+  return any(eqn.primitive.name == "sort" or any(_sorts(sub) for p in eqn.params.values() for sub in _sub_jaxprs(p))
+             for eqn in jaxpr.eqns)
+
+
 def scan_lengths(jaxpr) -> list[int]:
-  """The ``length`` of every ``scan`` in ``jaxpr``, nested ones included."""
+  """The ``length`` of every ``scan`` in ``jaxpr`` that sorts in its body, nested ones included.
+
+  A rewiring scan sorts at every step (the argsort). Scans without a sort are
+  left out: e.g. linen's ``nn.scan`` partially evaluates its body, which splits
+  the index arithmetic of a rewiring scan into a separate scan of the same
+  length.
+  """
   lengths = []
   for eqn in jaxpr.eqns:
-    if eqn.primitive.name == "scan":
+    if eqn.primitive.name == "scan" and _sorts(eqn.params["jaxpr"].jaxpr):
       lengths.append(eqn.params["length"])
     for param in eqn.params.values():
       for sub in _sub_jaxprs(param):

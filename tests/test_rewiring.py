@@ -1,5 +1,6 @@
 """Tests of pa_rewire / rewire: exactness, the oracle, sampling probabilities, determinism."""
 
+import functools
 import itertools
 
 import chex
@@ -225,6 +226,32 @@ def test_strength_variance_falls_by_an_order_of_magnitude_at_1024(base_init):
   assert after.out_variance < before.out_variance / 10
   assert after.in_max_abs < before.in_max_abs / 2
   assert after.out_max_abs < before.out_max_abs / 2
+
+
+# --------------------------------------------------------------------------- memory
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+@pytest.mark.parametrize("passes, factor", [(("in",), 1), (("out",), 1), (("in", "out"), 2)])
+@pytest.mark.parametrize("batch", [None, 4])
+def test_working_memory_is_one_matrix_per_pass(dtype, passes, factor, batch):
+  """XLA's buffer assignment: one sorted working copy per pass, plus one at the transpose between passes.
+
+  The scan overwrites the carried matrix in place; a stacked scan output or a
+  concatenation would each add another matrix.
+  """
+  shape = (512, 384) if batch is None else (batch, 512, 384)
+  matrix = jax.ShapeDtypeStruct(shape, dtype)
+  fn = functools.partial(rewiring._pa_rewire, passes=passes, offset=1.0)
+  if batch is not None:
+    fn, keys = jax.vmap(fn), jax.ShapeDtypeStruct((batch,), jax.random.key(0).dtype)
+  else:
+    keys = jax.ShapeDtypeStruct((), jax.random.key(0).dtype)
+  analysis = jax.jit(fn).lower(keys, matrix).compile().memory_analysis()
+  matrix_bytes = np.prod(shape) * jnp.dtype(dtype).itemsize
+  assert analysis.output_size_in_bytes == matrix_bytes
+  slack = 64 * 1024 * (batch or 1)  # per-step vectors, keys and strengths: O(n) per matrix, not O(n²)
+  assert analysis.temp_size_in_bytes <= factor * matrix_bytes + slack, analysis.temp_size_in_bytes / matrix_bytes
 
 
 # --------------------------------------------------------------------------- determinism, keys, transforms
