@@ -23,7 +23,6 @@ import argparse
 import datetime
 import os
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
@@ -31,18 +30,8 @@ from jax import lax
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import parewire_jax as pw  # noqa: E402
+from bench_scaling import best_time  # noqa: E402  (this script's folder is on sys.path)
 from parewire_jax import rewiring  # noqa: E402
-
-
-def best_time(fn, args, repeats: int) -> float:
-  compiled = jax.jit(fn).lower(*args).compile()
-  jax.block_until_ready(compiled(*args))
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(compiled(*args))
-    times.append(time.perf_counter() - start)
-  return min(times)
 
 
 def chained(step_work):
@@ -96,8 +85,8 @@ def main() -> None:
   key = jax.random.key(0)
   for n in args.sizes:
     w = jax.random.normal(key, (n, n), jnp.float32)
-    cells = [best_time(chained(work), (key, w), args.repeats) for work in ROWS.values()]
-    cells.append(best_time(lambda k, m: pw.pa_rewire(k, m, passes=("in",)), (key, w), args.repeats))
+    cells = [best_time(chained(work), key, w, repeats=args.repeats) for work in ROWS.values()]
+    cells.append(best_time(lambda k, m: pw.pa_rewire(k, m, passes=("in",)), key, w, repeats=args.repeats))
     print(f"| {n} | " + " | ".join(f"{t / (n - 1) * 1e6:.1f}" for t in cells) + " |", flush=True)
 
 
