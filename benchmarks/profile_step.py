@@ -9,8 +9,10 @@ one through the carry, so XLA cannot hoist the work out of the loop. Rows:
 * ``gumbel``: drawing the step's Gumbel noise from its key;
 * ``argsort pairs`` / ``argsort packed``: the two exact stable argsorts of
   ``parewire_jax.rewiring`` (key–index pair sort; two single-operand int32 sorts);
-* ``scatter``: placing a sorted column into a ranking;
-* ``full step``: ``pa_rewire(..., passes=("in",))``, the library's step.
+* ``scatter``: placing a sorted column into a ranking (unique indices, as the library);
+* ``full step``: ``pa_rewire(..., passes=("in",))`` divided by ``n - 1``, so it also
+  carries the share of the work hoisted out of the scan (sorting every column once,
+  the transposes), which is small next to the steps.
 
 Usage (prints a markdown table; compile excluded, best of ``--repeats``):
 
@@ -57,12 +59,19 @@ def _bits(x):
   return lax.bitcast_convert_type(x.astype(jnp.float32), jnp.int32)
 
 
+def _permutation(carry):
+  """A permutation of ``range(n)`` that depends on the carry (n a power of two; odd multipliers are bijective)."""
+  iota = lax.iota(jnp.int32, carry.shape[0])
+  return (iota * jnp.int32(-1640531535) + carry[0]) & (carry.shape[0] - 1)
+
+
 ROWS = {
     "loop": lambda carry, key, column: column,
     "gumbel": lambda carry, key, column: _bits(jax.random.gumbel(key, carry.shape, jnp.float32)),
     "argsort pairs": lambda carry, key, column: rewiring._stable_argsort_pairs(column ^ carry),
     "argsort packed": lambda carry, key, column: rewiring._stable_argsort_packed(column ^ carry),
-    "scatter": lambda carry, key, column: jnp.zeros_like(column).at[carry & (carry.shape[0] - 1)].set(column),
+    "scatter": lambda carry, key, column: jnp.zeros_like(column).at[_permutation(carry)].set(
+        column, unique_indices=True),
 }
 
 

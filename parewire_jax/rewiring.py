@@ -26,8 +26,8 @@ Implementation notes (why it is shaped like this):
   the ``lax.scan``; each step then does one O(n log n) argsort, a scatter and a
   strength update. The scan carries the sorted copy and overwrites one column
   per step in place, so a pass needs one working buffer the size of the matrix
-  (two during the transpose between passes; XLA's memory analysis of both
-  passes: temporaries = 2× the matrix, 3× before this layout).
+  (two during the transpose between passes; XLA:CPU's memory analysis of
+  both passes: temporaries = 2× the matrix, 3× before this layout).
 * All sorts run on integer bit patterns (an order-preserving bit-cast), which
   is exact and, on the CPU, several times faster than XLA's float comparator.
   On the CPU the per-step argsort is two single-operand int32 sorts (see

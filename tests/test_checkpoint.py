@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import jax
 import numpy as np
 import pytest
 
@@ -27,6 +28,12 @@ def tiny():
 def uninterrupted(tiny, tmp_path_factory):
   out = tmp_path_factory.mktemp("uninterrupted")
   return out, run_compare(CONFIG, dataset=tiny, out_dir=out)
+
+
+def _copy_chunks(source, destination):
+  (destination / "chunks").mkdir()
+  for path in (source / "chunks").iterdir():
+    (destination / "chunks" / path.name).write_bytes(path.read_bytes())
 
 
 def _assert_same_results(a, b):
@@ -81,51 +88,93 @@ def test_a_run_killed_between_chunks_resumes(tiny, tmp_path):
   def save_then_get_killed(chunk, *, seconds):
     store.save("max_sv", chunk, seconds=seconds)
     saved.append(chunk.seeds.tolist())
-    if len(saved) == 2:
-      raise KeyboardInterrupt  # e.g. the job's time limit, before the results are gathered
+    raise KeyboardInterrupt  # e.g. the job's time limit, after the first chunk
 
   with pytest.raises(KeyboardInterrupt):
     train.train_seeds(model, tiny, [0, 1, 2], config.train_config(), save_chunk=save_then_get_killed)
-  assert saved == [[0, 1], [2]] and not list((tmp_path / "chunks").glob("*.partial"))
+  assert saved == [[0, 1]]
   calls = []
   resumed_store = ChunkStore(tmp_path / "chunks", {"anything": 1}, resume=True)
   result = train.train_seeds(model, tiny, [0, 1, 2], config.train_config(), progress=calls.append,
                              load_chunk=lambda seeds: resumed_store.load("max_sv", seeds))
-  assert calls == [config.epochs, config.epochs]  # both chunks loaded; progress still counts their epochs
-  assert result.seeds.tolist() == [0, 1, 2] and result.val_acc.shape == (3, config.epochs)
-  assert resumed_store.resumed == {"max_sv": [[0, 1], [2]]}
+  assert calls == [config.epochs, 1, 1]  # chunk [0, 1] loaded (its epochs counted at once), chunk [2] trained
+  assert resumed_store.resumed == {"max_sv": [[0, 1]]}
+  expected = train.train_seeds(model, tiny, [0, 1, 2], config.train_config())
+  for field in ("seeds", "train_loss", "val_acc", "test_acc", "init_mean_variance"):
+    np.testing.assert_array_equal(getattr(result, field), getattr(expected, field), err_msg=field)
+
+
+def test_a_write_cut_off_leaves_no_chunk_file(tiny, tmp_path, monkeypatch):
+  store = ChunkStore(tmp_path, {"anything": 1}, resume=True)
+  curve = np.zeros((1, 1))
+  chunk = train.TrainResult(np.array([0]), curve, curve, curve, curve, curve, curve, None, (), np.ones(1),
+                            np.ones(1))
+
+  def savez_killed_midway(f, **arrays):
+    f.write(b"PK\x03\x04 half a zip")
+    raise KeyboardInterrupt
+
+  monkeypatch.setattr(np, "savez", savez_killed_midway)
+  with pytest.raises(KeyboardInterrupt):
+    store.save("base", chunk, seconds=1.0)
+  assert not store.path("base", [0]).exists()  # only the .partial file, which load never reads
+  assert store.load("base", [0]) is None
+
+
+def test_load_chunk_must_return_the_requested_chunk(tiny):
+  config = CONFIG._replace(track_gradients=False)
+  wrong = train.train_seeds(build(config, "base", tiny.num_classes), tiny, [5, 6], config.train_config())
+  with pytest.raises(ValueError, match=r"load_chunk returned seeds \[5, 6\].*expected seeds \[0, 1\]"):
+    train.train_seeds(build(config, "base", tiny.num_classes), tiny, [0, 1], config.train_config(),
+                      load_chunk=lambda seeds: wrong)
 
 
 @pytest.mark.parametrize("change, differing", [
-    (dict(epochs=3), "train"), (dict(learning_rate=0.1), "train"), (dict(init="orthogonal"), "init"),
+    (dict(epochs=3), r"train\.epochs"), (dict(learning_rate=0.1), r"train\.learning_rate"),
+    (dict(init="orthogonal"), "init"),
     (dict(num_draws=5), "num_draws"), (dict(mlp_hidden=(9,)), "mlp_hidden")])
-def test_chunks_of_other_settings_are_refused(uninterrupted, tiny, change, differing):
-  out, _ = uninterrupted
+def test_chunks_of_other_settings_are_refused(uninterrupted, tiny, tmp_path, change, differing):
+  _copy_chunks(uninterrupted[0], tmp_path)
   with pytest.raises(ValueError, match=rf"written by a run with different .*{differing}"):
-    run_compare(CONFIG._replace(**change), dataset=tiny, out_dir=out, resume=True)
+    run_compare(CONFIG._replace(**change), dataset=tiny, out_dir=tmp_path, resume=True)
 
 
-def test_chunks_of_other_data_are_refused(uninterrupted):
-  out, _ = uninterrupted
-  other = tiny_dataset(130)
+def test_chunks_of_other_data_are_refused(uninterrupted, tmp_path):
+  _copy_chunks(uninterrupted[0], tmp_path)
   with pytest.raises(ValueError, match="different data_digest"):
-    run_compare(CONFIG, dataset=other, out_dir=out, resume=True)
+    run_compare(CONFIG, dataset=tiny_dataset(130), out_dir=tmp_path, resume=True)
+
+
+def test_chunks_of_another_device_kind_are_refused(uninterrupted, tiny, tmp_path, monkeypatch):
+  _copy_chunks(uninterrupted[0], tmp_path)
+
+  class OtherDevice:
+    device_kind = "NVIDIA H200"
+
+  monkeypatch.setattr(jax, "devices", lambda *a: [OtherDevice()])
+  with pytest.raises(ValueError, match=r"different environment\.device_kind"):
+    run_compare(CONFIG, dataset=tiny, out_dir=tmp_path, resume=True)
 
 
 def test_other_chunking_trains_again_and_agrees(uninterrupted, tiny, tmp_path):
   out, expected = uninterrupted
-  (tmp_path / "chunks").mkdir()
-  for path in (out / "chunks").iterdir():
-    (tmp_path / "chunks" / path.name).write_bytes(path.read_bytes())
+  _copy_chunks(out, tmp_path)
   outcome = run_compare(CONFIG._replace(seeds_per_chunk=None), dataset=tiny, out_dir=tmp_path, resume=True)
   assert outcome.resumed == {}  # chunk [0, 1, 2] was never saved
   for variant in CONFIG.variants:
     np.testing.assert_allclose(outcome.results[variant].val_acc, expected.results[variant].val_acc, atol=1e-6)
 
 
-def test_unreadable_chunk_file_is_a_clear_error(uninterrupted, tiny, tmp_path):
-  (tmp_path / "chunks").mkdir()
-  (tmp_path / "chunks" / "base_seeds_0-1.npz").write_bytes(b"truncated")
+@pytest.mark.parametrize("damage", ["not a zip", "empty", "truncated", "flipped byte"])
+def test_unreadable_chunk_file_is_a_clear_error(uninterrupted, tiny, tmp_path, damage):
+  _copy_chunks(uninterrupted[0], tmp_path)
+  path = tmp_path / "chunks" / "base_seeds_0-1.npz"
+  data = bytearray(path.read_bytes())
+  if damage == "flipped byte":  # inside the first array's data: the zip's CRC-32 no longer matches
+    data[len(data) // 3] ^= 0xFF
+  damaged = {"not a zip": b"garbage", "empty": b"", "truncated": bytes(data[: len(data) // 2]),
+             "flipped byte": bytes(data)}[damage]
+  path.write_bytes(damaged)
   with pytest.raises(ValueError, match="not a readable chunk file.*delete it"):
     run_compare(CONFIG, dataset=tiny, out_dir=tmp_path, resume=True)
 

@@ -330,9 +330,10 @@ def test_cli_rejects_unknown_names(argv, capsys):
   assert "invalid choice" in capsys.readouterr().err
 
 
-def test_cli_lenet_on_too_small_images(capsys):
+def test_cli_lenet_on_too_small_images(tmp_path, capsys):
   with pytest.raises(SystemExit) as exit_info:
-    main(["compare", "--dataset", "digits", "--model", "lenet", "--seeds", "2", "--epochs", "1", "--out", "unused"])
+    main(["compare", "--dataset", "digits", "--model", "lenet", "--seeds", "2", "--epochs", "1", "--out",
+          str(tmp_path)])
   assert exit_info.value.code == 2
   assert "lenet needs images of at least 16×16" in capsys.readouterr().err
 

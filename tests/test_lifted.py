@@ -7,9 +7,8 @@ For every stack two things are checked:
 * the stack is rewired by one batched scan per pass: in the jaxpr, the number
   of ``scan`` primitives that sort in their body and whose length is a
   column-loop length (``n_out - 1`` for pass "in", ``n_in - 1`` for pass
-  "out") is the same for 2 and for 6 layers. (``pa_rewire`` has one such scan
-  per pass; the ``searchsorted`` of the CPU argsort adds scans of length about
-  ``log2(n)``, which the chosen sizes keep distinct.)
+  "out") is the same for 2 and for 6 layers (``pa_rewire`` has one such scan
+  per pass).
 """
 
 import flax.linen as nn

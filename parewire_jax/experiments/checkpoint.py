@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import pathlib
+import zipfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -25,8 +26,8 @@ import numpy as np
 
 from parewire_jax.experiments.train import TrainResult
 
-_ARRAYS = ("seeds", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc",
-           "init_mean_variance", "init_mean_fourth_moment")
+# Every TrainResult field is an array, except the optional grad_abs and the layer names.
+_ARRAYS = tuple(f for f in TrainResult._fields if f not in ("grad_abs", "layer_names"))
 
 
 def dataset_digest(dataset) -> str:
@@ -38,6 +39,17 @@ def dataset_digest(dataset) -> str:
     digest.update(memoryview(array).cast("B"))
   digest.update(str(dataset.num_classes).encode())
   return digest.hexdigest()
+
+
+def _differing_keys(a: Mapping[str, Any], b: Mapping[str, Any], prefix: str = "") -> list[str]:
+  """Dotted paths of the entries where two nested mappings differ, e.g. ``["train.learning_rate"]``."""
+  keys = []
+  for k in sorted(set(a) | set(b)):
+    if isinstance(a.get(k), Mapping) and isinstance(b.get(k), Mapping):
+      keys += _differing_keys(a[k], b[k], f"{prefix}{k}.")
+    elif a.get(k) != b.get(k):
+      keys.append(f"{prefix}{k}")
+  return keys
 
 
 class ChunkStore:
@@ -101,10 +113,10 @@ class ChunkStore:
         grad_abs = saved["grad_abs"] if "grad_abs" in saved.files else None
         layer_names = tuple(str(n) for n in saved["layer_names"])
         seconds = float(saved["seconds"])
-    except (OSError, ValueError, KeyError) as error:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:  # missing, truncated, damaged
       raise ValueError(f"{path} is not a readable chunk file ({error}); delete it to train the chunk again.") from error
     if stored != self.fingerprint:
-      differing = sorted(k for k in set(stored) | set(self.fingerprint) if stored.get(k) != self.fingerprint.get(k))
+      differing = _differing_keys(stored, self.fingerprint)
       raise ValueError(
           f"{path} was written by a run with different {', '.join(differing)}; resume with the same settings "
           "and data, or write to another output directory.")

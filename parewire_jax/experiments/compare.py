@@ -72,14 +72,20 @@ class CompareResult(NamedTuple):
 def training_fingerprint(config: CompareConfig, dataset) -> dict[str, Any]:
   """What determines a chunk's training besides its variant and seeds (see ``ChunkStore``).
 
-  How seeds are chunked or vectorized is left out: it changes float rounding at
-  most, so a run may resume with other ``seeds_per_chunk``/``seeds_per_vmap``
-  (chunks are found by their seeds).
+  The settings, a digest of the data, and the software and device that train:
+  the same code on another backend or device kind rounds differently, so a
+  chunk from there is refused rather than mixed in. How seeds are chunked or
+  vectorized is left out, but chunks are found by their exact seeds, so only
+  a run with the same chunk boundaries reuses them.
   """
+  from parewire_jax import __version__
+
   train = config.train_config()._replace(seeds_per_chunk=None, seeds_per_vmap=None)._asdict()
+  environment = {"parewire_jax": __version__, "jax": jax.__version__, "backend": jax.default_backend(),
+                 "device_kind": jax.devices()[0].device_kind, "x64": bool(jax.config.jax_enable_x64)}
   return {"train": train, "dataset": config.dataset, "model": config.model, "init": config.init,
           "num_draws": config.num_draws, "mlp_hidden": list(config.mlp_hidden), "limit_train": config.limit_train,
-          "data_digest": dataset_digest(dataset)}
+          "data_digest": dataset_digest(dataset), "environment": environment}
 
 
 def check_compare_config(config: CompareConfig) -> None:

@@ -397,10 +397,14 @@ def train_seeds(
       with LaPerm the exactly synchronised ones), e.g. to check or record
       them.
     load_chunk: called with each chunk's init seeds before training it; a
-      :class:`TrainResult` it returns is used instead of training the chunk
-      (resuming, see :class:`~parewire_jax.experiments.checkpoint.ChunkStore`).
+      :class:`TrainResult` it returns (for exactly these seeds and
+      ``config.epochs``) is used instead of training the chunk, and
+      ``inspect`` is not called for it (resuming, see
+      :class:`~parewire_jax.experiments.checkpoint.ChunkStore`).
     save_chunk: called as ``save_chunk(chunk_result, seconds=...)`` after each
-      trained chunk, with the chunk's records and its training time.
+      trained chunk, with the chunk's records and its wall time from
+      initialization to the last evaluation (the first trained chunk's time
+      includes compiling).
 
   With ``config.optimizer == "laperm_adam"`` the validation and test
   evaluations use ``laperm_project(params, opt_state)``: after a sync step
@@ -432,6 +436,11 @@ def train_seeds(
     chunk_seeds = seeds[start:start + chunk]
     saved = load_chunk(chunk_seeds) if load_chunk is not None else None
     if saved is not None:
+      saved_seeds = np.asarray(saved.seeds).tolist()
+      if saved_seeds != chunk_seeds or np.shape(saved.val_acc) != (len(chunk_seeds), config.epochs):
+        raise ValueError(f"load_chunk returned seeds {saved_seeds} with curves of shape "
+                         f"{np.shape(saved.val_acc)}; expected seeds {chunk_seeds} and ({len(chunk_seeds)}, "
+                         f"{config.epochs}).")
       results.append(saved)
       if progress is not None:
         progress(config.epochs)
