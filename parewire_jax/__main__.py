@@ -14,6 +14,25 @@ from parewire_jax.experiments import models as models_lib
 from parewire_jax.experiments.data import DATASETS
 
 
+def _add_run_arguments(parser: argparse.ArgumentParser, defaults, *, seeds_help: str) -> None:
+  """The options shared by ``compare`` and ``laperm``: data, model, seeds, schedule length, chunking."""
+  parser.add_argument("--dataset", default=defaults.dataset, choices=DATASETS)
+  parser.add_argument("--model", default=defaults.model, choices=models_lib.MODELS)
+  parser.add_argument("--init", default=defaults.init, choices=models_lib.INITIALIZERS)
+  parser.add_argument("--seeds", type=int, default=defaults.seeds, help=f"{seeds_help}, >= 2 (default: %(default)s)")
+  parser.add_argument("--first-seed", type=int, default=defaults.first_seed)
+  parser.add_argument("--epochs", type=int, default=defaults.epochs, help="(default: %(default)s)")
+  parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="(default: %(default)s)")
+  parser.add_argument("--limit-train", type=int, default=None, help="use only this many training examples")
+  parser.add_argument("--data-seed", type=int, default=defaults.data_seed,
+                      help="seed of the data order, shared by all models")
+  parser.add_argument("--seeds-per-chunk", type=int, default=None, help="seeds trained at once (memory)")
+  parser.add_argument("--seeds-per-vmap", type=int, default=None,
+                      help="seeds vectorized together within a chunk (default: all)")
+  parser.add_argument("--data-dir", default=None)
+  parser.add_argument("--no-download", action="store_true", help="fail instead of downloading a missing dataset")
+
+
 def _parser() -> argparse.ArgumentParser:
   from parewire_jax.experiments.compare import CompareConfig
 
@@ -28,22 +47,11 @@ def _parser() -> argparse.ArgumentParser:
                   "against 'base' (Welch t-test, Kruskal-Wallis, paired t-test, Wilcoxon). The default is a "
                   "CPU-sized demonstration; the paper's Table 1 is --model lenet --seeds 100 --epochs 100 "
                   "--variants base max_sv min_sv rewired (GPU).")
-  c.add_argument("--dataset", default=d.dataset, choices=DATASETS)
-  c.add_argument("--model", default=d.model, choices=models_lib.MODELS)
-  c.add_argument("--init", default=d.init, choices=models_lib.INITIALIZERS)
+  _add_run_arguments(c, d, seeds_help="init seeds per variant")
   c.add_argument("--variants", nargs="+", default=list(d.variants), choices=models_lib.VARIANTS,
                  help="must include base (default: %(default)s)")
-  c.add_argument("--seeds", type=int, default=d.seeds, help="init seeds per variant, >= 2 (default: %(default)s)")
-  c.add_argument("--first-seed", type=int, default=d.first_seed)
-  c.add_argument("--epochs", type=int, default=d.epochs, help="(default: %(default)s)")
-  c.add_argument("--batch-size", type=int, default=d.batch_size, help="(default: %(default)s)")
   c.add_argument("--lr", type=float, default=d.learning_rate, help="initial cosine learning rate (default: %(default)s)")
   c.add_argument("--momentum", type=float, default=d.momentum)
-  c.add_argument("--limit-train", type=int, default=None, help="use only this many training examples")
-  c.add_argument("--data-seed", type=int, default=d.data_seed, help="seed of the data order, shared by all models")
-  c.add_argument("--seeds-per-chunk", type=int, default=None, help="seeds trained at once (memory)")
-  c.add_argument("--seeds-per-vmap", type=int, default=None,
-                 help="seeds vectorized together within a chunk (default: all)")
   c.add_argument("--num-draws", type=int, default=d.num_draws, help="candidates of min_sv/max_sv")
   c.add_argument("--mlp-hidden", type=int, nargs="+", default=list(d.mlp_hidden), help="MLP hidden widths")
   c.add_argument("--student", action="store_true", help="Student's instead of Welch's t-test")
@@ -53,8 +61,6 @@ def _parser() -> argparse.ArgumentParser:
                       "(default: %(default)s)")
   c.add_argument("--resume", action="store_true",
                  help="reuse the chunks of seeds that an interrupted run with the same settings saved in --out")
-  c.add_argument("--data-dir", default=None)
-  c.add_argument("--no-download", action="store_true", help="fail instead of downloading a missing dataset")
 
   s = commands.add_parser("strength", help="strength statistics before/after rewiring (Fig. 1)")
   s.add_argument("--init", default="kaiming_normal", choices=models_lib.INITIALIZERS)
@@ -74,28 +80,15 @@ def _parser() -> argparse.ArgumentParser:
                   "tests them paired by seed, and checks that every evaluated LaPerm kernel column is a bit-exact "
                   "permutation of its initial values. The default is a CPU-sized demonstration following the "
                   "paper's MNIST settings (2x100 MLP, He uniform, batch 50, Adam 1e-3, k = 20).")
-  la.add_argument("--dataset", default=lp.dataset, choices=DATASETS)
-  la.add_argument("--model", default=lp.model, choices=models_lib.MODELS)
-  la.add_argument("--init", default=lp.init, choices=models_lib.INITIALIZERS)
-  la.add_argument("--seeds", type=int, default=lp.seeds, help="init seeds per optimizer, >= 2 (default: %(default)s)")
-  la.add_argument("--first-seed", type=int, default=lp.first_seed)
-  la.add_argument("--epochs", type=int, default=lp.epochs, help="(default: %(default)s)")
-  la.add_argument("--batch-size", type=int, default=lp.batch_size, help="(default: %(default)s)")
+  _add_run_arguments(la, lp, seeds_help="init seeds per optimizer")
   la.add_argument("--lr", type=float, default=lp.learning_rate,
                   help="initial cosine learning rate of Adam, also inside LaPerm (default: %(default)s)")
   la.add_argument("--sync-period", type=int, default=lp.sync_period,
                   help="LaPerm's sync period k in steps (default: %(default)s)")
-  la.add_argument("--limit-train", type=int, default=None, help="use only this many training examples")
-  la.add_argument("--data-seed", type=int, default=lp.data_seed, help="seed of the data order, shared by all models")
-  la.add_argument("--seeds-per-chunk", type=int, default=None, help="seeds trained at once (memory)")
-  la.add_argument("--seeds-per-vmap", type=int, default=None,
-                  help="seeds vectorized together within a chunk (default: all)")
   la.add_argument("--mlp-hidden", type=int, nargs="+", default=list(lp.mlp_hidden),
                   help="MLP hidden widths (default: %(default)s)")
   la.add_argument("--out", default="runs/laperm",
                   help="directory for results.json, table.md and curves.png (default: %(default)s)")
-  la.add_argument("--data-dir", default=None)
-  la.add_argument("--no-download", action="store_true", help="fail instead of downloading a missing dataset")
   return parser
 
 
