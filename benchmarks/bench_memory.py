@@ -60,9 +60,15 @@ def child(n: int, passes: tuple[str, ...]) -> dict:
   after = peak_rss_bytes()
   exact = bool((jnp.sort(r.ravel()) == jnp.sort(w.ravel())).all())
   return dict(
-      n=n, array_bytes=w.nbytes, compile_s=compile_s, run_s=run_s, peak_before=before, peak_after=after,
-      xla_temp=getattr(analysis, "temp_size_in_bytes", -1), xla_out=getattr(analysis, "output_size_in_bytes", -1),
-      permutation=exact,
+    n=n,
+    array_bytes=w.nbytes,
+    compile_s=compile_s,
+    run_s=run_s,
+    peak_before=before,
+    peak_after=after,
+    xla_temp=getattr(analysis, "temp_size_in_bytes", -1),
+    xla_out=getattr(analysis, "output_size_in_bytes", -1),
+    permutation=exact,
   )
 
 
@@ -79,22 +85,29 @@ def main():
   import jax  # only for the header
 
   print(f"jax {jax.__version__}, CPU, {os.cpu_count()} cores, passes {tuple(args.passes)}\n")
-  print("| n x n | array MiB | peak RSS before run MiB | peak RSS after run MiB | added by run MiB "
-        "| added / array | XLA temp + out MiB | compile s | run s | bit-exact permutation |")
+  print(
+    "| n x n | array MiB | peak RSS before run MiB | peak RSS after run MiB | added by run MiB "
+    "| added / array | XLA temp + out MiB | compile s | run s | bit-exact permutation |"
+  )
   print("|---|---|---|---|---|---|---|---|---|---|")
   for n in args.sizes:
     proc = subprocess.run(
-        [sys.executable, os.path.abspath(__file__), "--child", str(n), "--passes", *args.passes],
-        capture_output=True, text=True, check=False,
+      [sys.executable, os.path.abspath(__file__), "--child", str(n), "--passes", *args.passes],
+      capture_output=True,
+      text=True,
+      check=False,
     )
     if proc.returncode != 0:
       print(f"| {n} | failed (exit {proc.returncode}): {proc.stderr.strip().splitlines()[-1:]} |")
       continue
     m = json.loads(proc.stdout.strip().splitlines()[-1])
     added = m["peak_after"] - m["peak_before"]
-    print(f"| {n} | {m['array_bytes'] / MiB:.0f} | {m['peak_before'] / MiB:.0f} | {m['peak_after'] / MiB:.0f} "
-          f"| {added / MiB:.0f} | {added / m['array_bytes']:.2f} | {(m['xla_temp'] + m['xla_out']) / MiB:.0f} "
-          f"| {m['compile_s']:.1f} | {m['run_s']:.1f} | {m['permutation']} |", flush=True)
+    print(
+      f"| {n} | {m['array_bytes'] / MiB:.0f} | {m['peak_before'] / MiB:.0f} | {m['peak_after'] / MiB:.0f} "
+      f"| {added / MiB:.0f} | {added / m['array_bytes']:.2f} | {(m['xla_temp'] + m['xla_out']) / MiB:.0f} "
+      f"| {m['compile_s']:.1f} | {m['run_s']:.1f} | {m['permutation']} |",
+      flush=True,
+    )
 
 
 if __name__ == "__main__":

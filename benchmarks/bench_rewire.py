@@ -46,9 +46,11 @@ def main() -> None:
   args = parser.parse_args()
 
   device = jax.devices()[0]
-  print(f"# pa_rewire vs NumPy oracle — {datetime.date.today()} — backend {jax.default_backend()} "
-        f"({device.device_kind}), {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
-        f"jax {jax.__version__}")
+  print(
+    f"# pa_rewire vs NumPy oracle — {datetime.date.today()} — backend {jax.default_backend()} "
+    f"({device.device_kind}), {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
+    f"jax {jax.__version__}"
+  )
   print(f"# command: python {' '.join(sys.argv)}\n")
   print("| n_in × n_out | dtype | compile (s) | pa_rewire (s) | µs / scan step | oracle (s) | speed-up |")
   print("|---|---|---|---|---|---|---|")
@@ -68,8 +70,10 @@ def main() -> None:
       oracle, ratio = f"{oracle_s:.3f}", f"{oracle_s / run_s:.1f}×"
     else:
       oracle = ratio = "—"
-    print(f"| {n}×{n} | {args.dtype} | {compile_s:.2f} | {run_s:.4f} | {run_s / steps * 1e6:.1f} | {oracle} | {ratio} |",
-          flush=True)
+    print(
+      f"| {n}×{n} | {args.dtype} | {compile_s:.2f} | {run_s:.4f} | {run_s / steps * 1e6:.1f} | {oracle} | {ratio} |",
+      flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -46,8 +46,10 @@ def main() -> None:
   args = parser.parse_args()
 
   device = jax.devices()[0]
-  print(f"# pa_rewire scaling — {datetime.date.today()} — {jax.default_backend()} ({device.device_kind}), "
-        f"{os.cpu_count()} CPUs, jax {jax.__version__}")
+  print(
+    f"# pa_rewire scaling — {datetime.date.today()} — {jax.default_backend()} ({device.device_kind}), "
+    f"{os.cpu_count()} CPUs, jax {jax.__version__}"
+  )
   print(f"# command: python {' '.join(sys.argv)}\n")
   key = jax.random.key(0)
 

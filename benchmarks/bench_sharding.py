@@ -70,8 +70,10 @@ def collective_counts(text: str) -> tuple[int, int]:
   blocks = _computations(text)
   pattern = re.compile(r"\b(?:%s)(?:-start)?\(" % "|".join(COLLECTIVES))
   bodies = set(re.findall(r"body=%?([\w.\-]+)", text))
-  calls = {name: set(re.findall(r"(?:calls|to_apply|body|condition|branch_computations)=\{?%?([\w.\-]+)", b))
-           for name, b in blocks.items()}
+  calls = {
+    name: set(re.findall(r"(?:calls|to_apply|body|condition|branch_computations)=\{?%?([\w.\-]+)", b))
+    for name, b in blocks.items()
+  }
 
   def reachable(roots):
     seen, stack = set(), list(roots)
@@ -106,8 +108,10 @@ def time_compiled(fn, *args, repeats: int) -> tuple[float, float, object, str]:
 def row(name, spec, median_s, compile_s, text, out, reference, baseline_s):
   total, looped = collective_counts(text)
   exact = np.array_equal(np.asarray(out).view(np.uint32), np.asarray(reference).view(np.uint32))
-  print(f"| {name} | `{spec}` | {median_s * 1e3:.1f} | {baseline_s / median_s:.2f}x | {compile_s:.1f} "
-        f"| {total} | {looped} | {exact} |")
+  print(
+    f"| {name} | `{spec}` | {median_s * 1e3:.1f} | {baseline_s / median_s:.2f}x | {compile_s:.1f} "
+    f"| {total} | {looped} | {exact} |"
+  )
 
 
 def main():
@@ -121,8 +125,10 @@ def main():
     raise SystemExit(f"needs 8 devices, found {jax.device_count()}; unset XLA_FLAGS's device count")
   mesh = jax.make_mesh((8,), ("layers",), axis_types=(AxisType.Auto,))
   key = jax.random.key(0)
-  header = ("| variant | out sharding | median ms | speedup vs single device | compile s "
-            "| collectives | in scan loops | equal to single device |\n|---|---|---|---|---|---|---|---|")
+  header = (
+    "| variant | out sharding | median ms | speedup vs single device | compile s "
+    "| collectives | in scan loops | equal to single device |\n|---|---|---|---|---|---|---|---|"
+  )
   print(f"jax {jax.__version__}, {jax.device_count()} CPU devices on {os.cpu_count()} cores\n")
 
   shape = (args.layers, args.n, args.n)
@@ -142,8 +148,11 @@ def main():
   single = jax.jit(lambda k: init(k, shape, jnp.float32))
   base_s, compile_s, reference, text = time_compiled(single, key, repeats=args.repeats)
   row("single device", "-", base_s, compile_s, text, reference, reference, base_s)
-  for name, spec in (("output axis sharded", P(None, "layers")), ("input axis sharded", P("layers", None)),
-                     ("replicated", P())):
+  for name, spec in (
+    ("output axis sharded", P(None, "layers")),
+    ("input axis sharded", P("layers", None)),
+    ("replicated", P()),
+  ):
     fn = jax.jit(lambda k: init(k, shape, jnp.float32), out_shardings=NamedSharding(mesh, spec))
     median_s, compile_s, out, text = time_compiled(fn, key, repeats=args.repeats)
     row(name, spec, median_s, compile_s, text, out, reference, base_s)

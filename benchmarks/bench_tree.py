@@ -46,19 +46,19 @@ from parewire_jax.tree import leaf_key, rewire_params
 
 D_MODEL, D_FF = 4096, 11008
 _COMPILE_EVENTS = (
-    "/jax/core/compile/jaxpr_trace_duration",
-    "/jax/core/compile/jaxpr_to_mlir_module_duration",
-    "/jax/core/compile/backend_compile_duration",
+  "/jax/core/compile/jaxpr_trace_duration",
+  "/jax/core/compile/jaxpr_to_mlir_module_duration",
+  "/jax/core/compile/backend_compile_duration",
 )
 
 
 def llama_tree(key, layers: int, scale: int, dtype) -> dict:
   d, f = D_MODEL // scale, D_FF // scale
   shapes = {
-      "attention": {"q": (d, d), "k": (d, d), "v": (d, d), "o": (d, d)},
-      "mlp": {"gate": (d, f), "up": (d, f), "down": (f, d)},
-      "attention_norm": (d,),
-      "ffn_norm": (d,),
+    "attention": {"q": (d, d), "k": (d, d), "v": (d, d), "o": (d, d)},
+    "mlp": {"gate": (d, f), "up": (d, f), "down": (f, d)},
+    "attention_norm": (d,),
+    "ffn_norm": (d,),
   }
   template = {f"layer_{i:02d}": shapes for i in range(layers)}
   paths, treedef = jax.tree_util.tree_flatten_with_path(template, is_leaf=lambda x: isinstance(x, tuple))
@@ -125,17 +125,17 @@ def worker(args) -> dict:
   peak_after, _ = peak_memory()
   result = largest_chunk_memory(args) if args.worker == "grouped" else {}
   return result | {
-      "mode": args.worker,
-      "device": str(jax.devices()[0]),
-      "tree_bytes": tree_bytes,
-      "cold_s": cold,
-      "compile_s": compiled,
-      "warm_s": min(warm) if warm else None,
-      "peak_before": peak_before,
-      "peak_after": peak_after,
-      "peak_kind": peak_kind,
-      "fingerprint_in": fingerprint(params),
-      "fingerprint_out": fingerprint(out),
+    "mode": args.worker,
+    "device": str(jax.devices()[0]),
+    "tree_bytes": tree_bytes,
+    "cold_s": cold,
+    "compile_s": compiled,
+    "warm_s": min(warm) if warm else None,
+    "peak_before": peak_before,
+    "peak_after": peak_after,
+    "peak_kind": peak_kind,
+    "fingerprint_in": fingerprint(params),
+    "fingerprint_out": fingerprint(out),
   }
 
 
@@ -159,8 +159,8 @@ def largest_chunk_memory(args) -> dict:
   keys = jax.random.split(jax.random.key(0), size)
   analysis = pw_tree._rewire_stack.lower(keys, stack, passes=pw.rewiring.PASSES, offset=1.0).compile().memory_analysis()
   return {
-      "chunk_bytes": size * n_in * n_out * jnp.dtype(args.dtype).itemsize,
-      "scan_bytes": analysis.argument_size_in_bytes + analysis.output_size_in_bytes + analysis.temp_size_in_bytes,
+    "chunk_bytes": size * n_in * n_out * jnp.dtype(args.dtype).itemsize,
+    "scan_bytes": analysis.argument_size_in_bytes + analysis.output_size_in_bytes + analysis.temp_size_in_bytes,
   }
 
 
@@ -184,7 +184,7 @@ def main() -> None:
   results = []
   for mode in args.modes.split(","):
     proc = subprocess.run(
-        [sys.executable, __file__, *sys.argv[1:], "--worker", mode], capture_output=True, text=True, check=False
+      [sys.executable, __file__, *sys.argv[1:], "--worker", mode], capture_output=True, text=True, check=False
     )
     if proc.returncode:
       sys.exit(f"{mode} worker failed:\n{proc.stderr}")
@@ -192,27 +192,32 @@ def main() -> None:
 
   d, f = D_MODEL // args.scale, D_FF // args.scale
   print(f"Command: `{command}`\n")
-  print(f"Device: {results[0]['device']}; {args.layers} layers, d={d}, f={f}, {args.dtype}; "
-        f"tree {results[0]['tree_bytes'] / mib:.1f} MiB; memory: {results[0]['peak_kind']}\n")
+  print(
+    f"Device: {results[0]['device']}; {args.layers} layers, d={d}, f={f}, {args.dtype}; "
+    f"tree {results[0]['tree_bytes'] / mib:.1f} MiB; memory: {results[0]['peak_kind']}\n"
+  )
   print("Groups (grouped mode):")
   itemsize = jnp.dtype(args.dtype).itemsize
   for n_in, n_out, sizes in chunk_plan(args):
-    print(f"- ({n_in}, {n_out}): {sum(sizes)} matrices in {len(sizes)} chunk(s) of {sorted(set(sizes), reverse=True)}"
-          f" (largest {max(sizes) * n_in * n_out * itemsize / mib:.1f} MiB)")
+    print(
+      f"- ({n_in}, {n_out}): {sum(sizes)} matrices in {len(sizes)} chunk(s) of {sorted(set(sizes), reverse=True)}"
+      f" (largest {max(sizes) * n_in * n_out * itemsize / mib:.1f} MiB)"
+    )
   grouped = next((r for r in results if r["mode"] == "grouped"), None)
   if grouped:
-    print(f"- compiled scan for the largest chunk ({grouped['chunk_bytes'] / mib:.1f} MiB): arguments + outputs + "
-          f"temporaries = {grouped['scan_bytes'] / mib:.1f} MiB (XLA memory_analysis)")
+    print(
+      f"- compiled scan for the largest chunk ({grouped['chunk_bytes'] / mib:.1f} MiB): arguments + outputs + "
+      f"temporaries = {grouped['scan_bytes'] / mib:.1f} MiB (XLA memory_analysis)"
+    )
   print("\nrun = fastest warm call; compile = JAX trace + lowering + backend compile time in the first call.\n")
-  print("| mode | first call (s) | compile (s) | run (s) | peak before (MiB) | peak after (MiB) "
-        "| weights changed |")
+  print("| mode | first call (s) | compile (s) | run (s) | peak before (MiB) | peak after (MiB) | weights changed |")
   print("|---|---|---|---|---|---|---|")
   for r in results:
     warm = f"{r['warm_s']:.2f}" if r["warm_s"] is not None else "-"
     print(
-        f"| {r['mode']} | {r['cold_s']:.2f} | {r['compile_s']:.2f} | {warm} "
-        f"| {r['peak_before'] / mib:.0f} | {r['peak_after'] / mib:.0f} "
-        f"| {r['fingerprint_out'] != r['fingerprint_in']} |"
+      f"| {r['mode']} | {r['cold_s']:.2f} | {r['compile_s']:.2f} | {warm} "
+      f"| {r['peak_before'] / mib:.0f} | {r['peak_after'] / mib:.0f} "
+      f"| {r['fingerprint_out'] != r['fingerprint_in']} |"
     )
   if len(results) > 1:
     same = len({r["fingerprint_out"] for r in results}) == 1

@@ -31,8 +31,9 @@ import jax.numpy as jnp
 from jax import lax
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-import parewire_jax as pw  # noqa: E402
 from bench_scaling import best_time  # noqa: E402  (this script's folder is on sys.path)
+
+import parewire_jax as pw  # noqa: E402
 from parewire_jax import rewiring  # noqa: E402
 
 
@@ -66,12 +67,11 @@ def _permutation(carry):
 
 
 ROWS = {
-    "loop": lambda carry, key, column: column,
-    "gumbel": lambda carry, key, column: _bits(jax.random.gumbel(key, carry.shape, jnp.float32)),
-    "argsort pairs": lambda carry, key, column: rewiring._stable_argsort_pairs(column ^ carry),
-    "argsort packed": lambda carry, key, column: rewiring._stable_argsort_packed(column ^ carry),
-    "scatter": lambda carry, key, column: jnp.zeros_like(column).at[_permutation(carry)].set(
-        column, unique_indices=True),
+  "loop": lambda carry, key, column: column,
+  "gumbel": lambda carry, key, column: _bits(jax.random.gumbel(key, carry.shape, jnp.float32)),
+  "argsort pairs": lambda carry, key, column: rewiring._stable_argsort_pairs(column ^ carry),
+  "argsort packed": lambda carry, key, column: rewiring._stable_argsort_packed(column ^ carry),
+  "scatter": lambda carry, key, column: jnp.zeros_like(column).at[_permutation(carry)].set(column, unique_indices=True),
 }
 
 
@@ -85,8 +85,10 @@ def main() -> None:
       parser.error(f"--sizes must be powers of two >= 2, got {n}")
 
   device = jax.devices()[0]
-  print(f"# pa_rewire per-step profile — {datetime.date.today()} — {jax.default_backend()} "
-        f"({device.device_kind}), {os.cpu_count()} CPUs, jax {jax.__version__}")
+  print(
+    f"# pa_rewire per-step profile — {datetime.date.today()} — {jax.default_backend()} "
+    f"({device.device_kind}), {os.cpu_count()} CPUs, jax {jax.__version__}"
+  )
   print(f"# command: python {' '.join(sys.argv)}\n")
   print("µs per step (each a scan of n − 1 steps):\n")
   print("| n | " + " | ".join(list(ROWS) + ["full step"]) + " |")

@@ -24,11 +24,13 @@ def _add_run_arguments(parser: argparse.ArgumentParser, defaults, *, seeds_help:
   parser.add_argument("--epochs", type=int, default=defaults.epochs, help="(default: %(default)s)")
   parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="(default: %(default)s)")
   parser.add_argument("--limit-train", type=int, default=None, help="use only this many training examples")
-  parser.add_argument("--data-seed", type=int, default=defaults.data_seed,
-                      help="seed of the data order, shared by all models")
+  parser.add_argument(
+    "--data-seed", type=int, default=defaults.data_seed, help="seed of the data order, shared by all models"
+  )
   parser.add_argument("--seeds-per-chunk", type=int, default=None, help="seeds trained at once (memory)")
-  parser.add_argument("--seeds-per-vmap", type=int, default=None,
-                      help="seeds vectorized together within a chunk (default: all)")
+  parser.add_argument(
+    "--seeds-per-vmap", type=int, default=None, help="seeds vectorized together within a chunk (default: all)"
+  )
   parser.add_argument("--data-dir", default=None)
   parser.add_argument("--no-download", action="store_true", help="fail instead of downloading a missing dataset")
 
@@ -37,35 +39,55 @@ def _parser() -> argparse.ArgumentParser:
   from parewire_jax.experiments.compare import CompareConfig
 
   d = CompareConfig()
-  parser = argparse.ArgumentParser(prog="python -m parewire_jax",
-                                   description="PA weight rewiring experiments (Scabini et al., arXiv 2207.08148).")
+  parser = argparse.ArgumentParser(
+    prog="python -m parewire_jax", description="PA weight rewiring experiments (Scabini et al., arXiv 2207.08148)."
+  )
   commands = parser.add_subparsers(dest="command", required=True)
 
   c = commands.add_parser(
-      "compare", help="train the base initializer and its variants from the same seeds; Tables 1-2",
-      description="Trains --seeds models per variant (same seeds, same data order) and tests every variant "
-                  "against 'base' (Welch t-test, Kruskal-Wallis, paired t-test, Wilcoxon). The default is a "
-                  "CPU-sized demonstration; the paper's Table 1 is --model lenet --seeds 100 --epochs 100 "
-                  "--variants base max_sv min_sv rewired (GPU).")
+    "compare",
+    help="train the base initializer and its variants from the same seeds; Tables 1-2",
+    description="Trains --seeds models per variant (same seeds, same data order) and tests every variant "
+    "against 'base' (Welch t-test, Kruskal-Wallis, paired t-test, Wilcoxon). The default is a "
+    "CPU-sized demonstration; the paper's Table 1 is --model lenet --seeds 100 --epochs 100 "
+    "--variants base max_sv min_sv rewired (GPU).",
+  )
   _add_run_arguments(c, d, seeds_help="init seeds per variant")
-  c.add_argument("--variants", nargs="+", default=list(d.variants), choices=models_lib.VARIANTS,
-                 help="must include base (default: %(default)s)")
-  c.add_argument("--lr", type=float, default=d.learning_rate, help="initial cosine learning rate (default: %(default)s)")
+  c.add_argument(
+    "--variants",
+    nargs="+",
+    default=list(d.variants),
+    choices=models_lib.VARIANTS,
+    help="must include base (default: %(default)s)",
+  )
+  c.add_argument(
+    "--lr", type=float, default=d.learning_rate, help="initial cosine learning rate (default: %(default)s)"
+  )
   c.add_argument("--momentum", type=float, default=d.momentum)
   c.add_argument("--num-draws", type=int, default=d.num_draws, help="candidates of min_sv/max_sv")
   c.add_argument("--mlp-hidden", type=int, nargs="+", default=list(d.mlp_hidden), help="MLP hidden widths")
   c.add_argument("--student", action="store_true", help="Student's instead of Welch's t-test")
   c.add_argument("--gradients", action="store_true", help="record mean |gradient| per layer (Fig. 5)")
-  c.add_argument("--out", default="runs/compare",
-                 help="directory for results.json, table.md, plots and the finished chunks of seeds "
-                      "(default: %(default)s)")
-  c.add_argument("--resume", action="store_true",
-                 help="reuse the chunks of seeds that an interrupted run with the same settings saved in --out")
+  c.add_argument(
+    "--out",
+    default="runs/compare",
+    help="directory for results.json, table.md, plots and the finished chunks of seeds (default: %(default)s)",
+  )
+  c.add_argument(
+    "--resume",
+    action="store_true",
+    help="reuse the chunks of seeds that an interrupted run with the same settings saved in --out",
+  )
 
   s = commands.add_parser("strength", help="strength statistics before/after rewiring (Fig. 1)")
   s.add_argument("--init", default="kaiming_normal", choices=models_lib.INITIALIZERS)
-  s.add_argument("--shape", type=int, nargs="+", default=[1024, 1024],
-                 help="kernel shape, last axis = outputs (default: %(default)s)")
+  s.add_argument(
+    "--shape",
+    type=int,
+    nargs="+",
+    default=[1024, 1024],
+    help="kernel shape, last axis = outputs (default: %(default)s)",
+  )
   s.add_argument("--seeds", type=int, default=10)
   s.add_argument("--variants", nargs="+", default=["base", "rewired"], choices=models_lib.VARIANTS)
   s.add_argument("--num-draws", type=int, default=100)
@@ -75,20 +97,29 @@ def _parser() -> argparse.ArgumentParser:
 
   lp = LaPermConfig()
   la = commands.add_parser(
-      "laperm", help="LaPerm(Adam) vs Adam from the same seeds (Qiu & Suda 2020, section 5.1)",
-      description="Trains --seeds models with Adam and with LaPerm around Adam (same init seeds, same data order), "
-                  "tests them paired by seed, and checks that every evaluated LaPerm kernel column is a bit-exact "
-                  "permutation of its initial values. The default is a CPU-sized demonstration following the "
-                  "paper's MNIST settings (2x100 MLP, He uniform, batch 50, Adam 1e-3, k = 20).")
+    "laperm",
+    help="LaPerm(Adam) vs Adam from the same seeds (Qiu & Suda 2020, section 5.1)",
+    description="Trains --seeds models with Adam and with LaPerm around Adam (same init seeds, same data order), "
+    "tests them paired by seed, and checks that every evaluated LaPerm kernel column is a bit-exact "
+    "permutation of its initial values. The default is a CPU-sized demonstration following the "
+    "paper's MNIST settings (2x100 MLP, He uniform, batch 50, Adam 1e-3, k = 20).",
+  )
   _add_run_arguments(la, lp, seeds_help="init seeds per optimizer")
-  la.add_argument("--lr", type=float, default=lp.learning_rate,
-                  help="initial cosine learning rate of Adam, also inside LaPerm (default: %(default)s)")
-  la.add_argument("--sync-period", type=int, default=lp.sync_period,
-                  help="LaPerm's sync period k in steps (default: %(default)s)")
-  la.add_argument("--mlp-hidden", type=int, nargs="+", default=list(lp.mlp_hidden),
-                  help="MLP hidden widths (default: %(default)s)")
-  la.add_argument("--out", default="runs/laperm",
-                  help="directory for results.json, table.md and curves.png (default: %(default)s)")
+  la.add_argument(
+    "--lr",
+    type=float,
+    default=lp.learning_rate,
+    help="initial cosine learning rate of Adam, also inside LaPerm (default: %(default)s)",
+  )
+  la.add_argument(
+    "--sync-period", type=int, default=lp.sync_period, help="LaPerm's sync period k in steps (default: %(default)s)"
+  )
+  la.add_argument(
+    "--mlp-hidden", type=int, nargs="+", default=list(lp.mlp_hidden), help="MLP hidden widths (default: %(default)s)"
+  )
+  la.add_argument(
+    "--out", default="runs/laperm", help="directory for results.json, table.md and curves.png (default: %(default)s)"
+  )
   return parser
 
 
@@ -96,26 +127,44 @@ def _compare(args: argparse.Namespace) -> None:
   from parewire_jax.experiments.compare import CompareConfig, run_compare
 
   config = CompareConfig(
-      dataset=args.dataset, model=args.model, init=args.init, variants=tuple(args.variants), seeds=args.seeds,
-      first_seed=args.first_seed, epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
-      momentum=args.momentum, limit_train=args.limit_train, data_seed=args.data_seed,
-      seeds_per_chunk=args.seeds_per_chunk, seeds_per_vmap=args.seeds_per_vmap, num_draws=args.num_draws,
-      mlp_hidden=tuple(args.mlp_hidden), equal_var=args.student, track_gradients=args.gradients)
+    dataset=args.dataset,
+    model=args.model,
+    init=args.init,
+    variants=tuple(args.variants),
+    seeds=args.seeds,
+    first_seed=args.first_seed,
+    epochs=args.epochs,
+    batch_size=args.batch_size,
+    learning_rate=args.lr,
+    momentum=args.momentum,
+    limit_train=args.limit_train,
+    data_seed=args.data_seed,
+    seeds_per_chunk=args.seeds_per_chunk,
+    seeds_per_vmap=args.seeds_per_vmap,
+    num_draws=args.num_draws,
+    mlp_hidden=tuple(args.mlp_hidden),
+    equal_var=args.student,
+    track_gradients=args.gradients,
+  )
   start = time.perf_counter()
-  outcome = run_compare(config, data_dir=args.data_dir, download=not args.no_download, out_dir=args.out,
-                        resume=args.resume, progress=True)
+  outcome = run_compare(
+    config, data_dir=args.data_dir, download=not args.no_download, out_dir=args.out, resume=args.resume, progress=True
+  )
   print(outcome.table)
   resumed = sum(len(chunks) for chunks in outcome.resumed.values())
-  print(f"\nwall time {time.perf_counter() - start:.1f} s; training time {sum(outcome.train_seconds.values()):.1f} s"
-        + (f" including {resumed} chunk(s) resumed from earlier runs" if resumed else "")
-        + f"; outputs in {args.out}")
+  print(
+    f"\nwall time {time.perf_counter() - start:.1f} s; training time {sum(outcome.train_seconds.values()):.1f} s"
+    + (f" including {resumed} chunk(s) resumed from earlier runs" if resumed else "")
+    + f"; outputs in {args.out}"
+  )
 
 
 def _strength(args: argparse.Namespace) -> None:
   from parewire_jax.experiments.compare import run_strength
 
-  result = run_strength(args.init, args.shape, seeds=args.seeds, variants=args.variants, num_draws=args.num_draws,
-                        out_dir=args.out)
+  result = run_strength(
+    args.init, args.shape, seeds=args.seeds, variants=args.variants, num_draws=args.num_draws, out_dir=args.out
+  )
   print(result.table)
 
 
@@ -123,13 +172,23 @@ def _laperm(args: argparse.Namespace) -> None:
   from parewire_jax.experiments.laperm_demo import LaPermConfig, run_laperm
 
   config = LaPermConfig(
-      dataset=args.dataset, model=args.model, init=args.init, seeds=args.seeds, first_seed=args.first_seed,
-      epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, sync_period=args.sync_period,
-      limit_train=args.limit_train, data_seed=args.data_seed, seeds_per_chunk=args.seeds_per_chunk,
-      seeds_per_vmap=args.seeds_per_vmap, mlp_hidden=tuple(args.mlp_hidden))
+    dataset=args.dataset,
+    model=args.model,
+    init=args.init,
+    seeds=args.seeds,
+    first_seed=args.first_seed,
+    epochs=args.epochs,
+    batch_size=args.batch_size,
+    learning_rate=args.lr,
+    sync_period=args.sync_period,
+    limit_train=args.limit_train,
+    data_seed=args.data_seed,
+    seeds_per_chunk=args.seeds_per_chunk,
+    seeds_per_vmap=args.seeds_per_vmap,
+    mlp_hidden=tuple(args.mlp_hidden),
+  )
   start = time.perf_counter()
-  outcome = run_laperm(config, data_dir=args.data_dir, download=not args.no_download, out_dir=args.out,
-                       progress=True)
+  outcome = run_laperm(config, data_dir=args.data_dir, download=not args.no_download, out_dir=args.out, progress=True)
   print(outcome.table)
   print(f"\nwall time {time.perf_counter() - start:.1f} s" + (f"; outputs in {args.out}" if args.out else ""))
 

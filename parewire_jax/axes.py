@@ -72,8 +72,7 @@ def _normalize_axes(axes: AxisSpec, ndim: int, name: str) -> tuple[int, ...]:
       raise ValueError(f"{name} must be an int or a sequence of ints, got {axes!r}.")
     if not -ndim <= a < ndim:
       raise ValueError(
-          f"{name}={axes!r} is out of range for an array of rank {ndim}; "
-          f"expected axes in [{-ndim}, {ndim})."
+        f"{name}={axes!r} is out of range for an array of rank {ndim}; expected axes in [{-ndim}, {ndim})."
       )
     out.append(a % ndim)
   if len(set(out)) != len(out):
@@ -81,9 +80,7 @@ def _normalize_axes(axes: AxisSpec, ndim: int, name: str) -> tuple[int, ...]:
   return tuple(out)
 
 
-def matrix_layout(
-    shape: Sequence[int], out_axis: AxisSpec = -1, batch_axis: AxisSpec = ()
-) -> MatrixLayout:
+def matrix_layout(shape: Sequence[int], out_axis: AxisSpec = -1, batch_axis: AxisSpec = ()) -> MatrixLayout:
   """Validates the axes for ``shape`` and returns its :class:`MatrixLayout`.
 
   Raises:
@@ -98,9 +95,7 @@ def matrix_layout(
   shape = tuple(int(d) for d in shape)
   ndim = len(shape)
   if ndim < 2:
-    raise ValueError(
-        f"shape must have rank >= 2 (inputs and outputs), got shape {shape}."
-    )
+    raise ValueError(f"shape must have rank >= 2 (inputs and outputs), got shape {shape}.")
   out_axes = _normalize_axes(out_axis, ndim, "out_axis")
   batch_axes = _normalize_axes(batch_axis, ndim, "batch_axis")
   if not out_axes:
@@ -108,21 +103,18 @@ def matrix_layout(
   overlap = set(out_axes) & set(batch_axes)
   if overlap:
     raise ValueError(
-        f"out_axis={out_axis!r} and batch_axis={batch_axis!r} overlap on "
-        f"axes {sorted(overlap)}; they must be disjoint."
+      f"out_axis={out_axis!r} and batch_axis={batch_axis!r} overlap on axes {sorted(overlap)}; they must be disjoint."
     )
   in_axes = tuple(a for a in range(ndim) if a not in out_axes and a not in batch_axes)
   if not in_axes:
     raise ValueError(
-        f"no input axis is left in shape {shape} with out_axis={out_axis!r} and "
-        f"batch_axis={batch_axis!r}; at least one axis must hold input neurons."
+      f"no input axis is left in shape {shape} with out_axis={out_axis!r} and "
+      f"batch_axis={batch_axis!r}; at least one axis must hold input neurons."
     )
   return MatrixLayout(shape, batch_axes, in_axes, out_axes)
 
 
-def as_matrices(
-    x: Array, out_axis: AxisSpec = -1, batch_axis: AxisSpec = ()
-) -> tuple[Array, MatrixLayout]:
+def as_matrices(x: Array, out_axis: AxisSpec = -1, batch_axis: AxisSpec = ()) -> tuple[Array, MatrixLayout]:
   """Views ``x`` as a stack of ``(n_in, n_out)`` matrices.
 
   Returns:
@@ -136,9 +128,7 @@ def as_matrices(
   (1, 18, 5)
   """
   layout = matrix_layout(x.shape, out_axis, batch_axis)
-  matrices = jnp.transpose(x, layout.permutation).reshape(
-      layout.num_matrices, layout.n_in, layout.n_out
-  )
+  matrices = jnp.transpose(x, layout.permutation).reshape(layout.num_matrices, layout.n_in, layout.n_out)
   return matrices, layout
 
 

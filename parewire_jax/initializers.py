@@ -51,12 +51,12 @@ def _check_base_output(w, shape) -> None:
 
 
 def rewired(
-    base_init: Initializer,
-    *,
-    out_axis: AxisSpec = -1,
-    batch_axis: AxisSpec = (),
-    passes: Sequence[str] = PASSES,
-    offset: float = 1.0,
+  base_init: Initializer,
+  *,
+  out_axis: AxisSpec = -1,
+  batch_axis: AxisSpec = (),
+  passes: Sequence[str] = PASSES,
+  offset: float = 1.0,
 ) -> Initializer:
   """An initializer that PA-rewires the output of ``base_init`` (§3.3).
 
@@ -106,17 +106,17 @@ def rewired(
 
 
 def _strength_variance_search(
-    base_init: Initializer,
-    num_draws: int,
-    out_axis: AxisSpec,
-    batch_axis: AxisSpec,
-    draw_batch_size: int | None,
-    maximize: bool,
+  base_init: Initializer,
+  num_draws: int,
+  out_axis: AxisSpec,
+  batch_axis: AxisSpec,
+  draw_batch_size: int | None,
+  maximize: bool,
 ) -> Initializer:
   if isinstance(num_draws, bool) or not isinstance(num_draws, int) or num_draws < 1:
     raise ValueError(f"num_draws must be a positive int, got {num_draws!r}.")
   if draw_batch_size is not None and (
-      isinstance(draw_batch_size, bool) or not isinstance(draw_batch_size, int) or draw_batch_size < 1
+    isinstance(draw_batch_size, bool) or not isinstance(draw_batch_size, int) or draw_batch_size < 1
   ):
     raise ValueError(f"draw_batch_size must be None or a positive int, got {draw_batch_size!r}.")
 
@@ -176,23 +176,23 @@ _SEARCH_DOC = """Random-search baseline: the {which} strength variance of ``num_
 
 
 def min_strength_variance(
-    base_init: Initializer,
-    num_draws: int = 100,
-    *,
-    out_axis: AxisSpec = -1,
-    batch_axis: AxisSpec = (),
-    draw_batch_size: int | None = None,
+  base_init: Initializer,
+  num_draws: int = 100,
+  *,
+  out_axis: AxisSpec = -1,
+  batch_axis: AxisSpec = (),
+  draw_batch_size: int | None = None,
 ) -> Initializer:
   return _strength_variance_search(base_init, num_draws, out_axis, batch_axis, draw_batch_size, maximize=False)
 
 
 def max_strength_variance(
-    base_init: Initializer,
-    num_draws: int = 100,
-    *,
-    out_axis: AxisSpec = -1,
-    batch_axis: AxisSpec = (),
-    draw_batch_size: int | None = None,
+  base_init: Initializer,
+  num_draws: int = 100,
+  *,
+  out_axis: AxisSpec = -1,
+  batch_axis: AxisSpec = (),
+  draw_batch_size: int | None = None,
 ) -> Initializer:
   return _strength_variance_search(base_init, num_draws, out_axis, batch_axis, draw_batch_size, maximize=True)
 

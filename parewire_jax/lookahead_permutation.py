@@ -67,11 +67,11 @@ import optax
 from jax import Array, lax
 
 from parewire_jax.axes import MatrixLayout, as_matrices, from_matrices
-from parewire_jax.tree import is_weight_matrix, leaf_key
 from parewire_jax.rewiring import (
-    sort_exact,
-    stable_argsort,
+  sort_exact,
+  stable_argsort,
 )
+from parewire_jax.tree import is_weight_matrix, leaf_key
 
 Where = Callable[[Any, Any], bool]
 
@@ -100,19 +100,19 @@ def _selection(where: Where | None, tree, eligible=is_weight_matrix):
     chosen = where(path, leaf)
     if not isinstance(chosen, (bool, np.bool_)):
       raise ValueError(
-          f"where must return a Python bool (it runs at trace time, once per "
-          f"leaf); got {type(chosen).__name__} for leaf {jax.tree_util.keystr(path)}."
+        f"where must return a Python bool (it runs at trace time, once per "
+        f"leaf); got {type(chosen).__name__} for leaf {jax.tree_util.keystr(path)}."
       )
     if chosen and not eligible(path, leaf):
       required = (
-          "only floating arrays with ndim >= 2 have weight vectors"
-          if eligible is is_weight_matrix
-          else "only floating arrays can be selected"
+        "only floating arrays with ndim >= 2 have weight vectors"
+        if eligible is is_weight_matrix
+        else "only floating arrays can be selected"
       )
       raise ValueError(
-          f"where selected leaf {jax.tree_util.keystr(path)} of shape "
-          f"{getattr(leaf, 'shape', None)} and dtype {getattr(leaf, 'dtype', type(leaf))}; "
-          f"{required}."
+        f"where selected leaf {jax.tree_util.keystr(path)} of shape "
+        f"{getattr(leaf, 'shape', None)} and dtype {getattr(leaf, 'dtype', type(leaf))}; "
+        f"{required}."
       )
     return bool(chosen)
 
@@ -136,9 +136,7 @@ def _sort_weight_vectors(x: Array) -> Array:
 
 def _scatter_rows(indices: Array, values: Array) -> Array:
   """``out[r, indices[r, k]] = values[r, k]``; a permutation of each row."""
-  return jax.vmap(
-      lambda i, v: jnp.zeros_like(v).at[i].set(v, unique_indices=True)
-  )(indices, values)
+  return jax.vmap(lambda i, v: jnp.zeros_like(v).at[i].set(v, unique_indices=True))(indices, values)
 
 
 def _permute_to_ranking(sorted_init: Array, reference: Array) -> Array:
@@ -149,8 +147,7 @@ def _permute_to_ranking(sorted_init: Array, reference: Array) -> Array:
   """
   if reference.shape != sorted_init.shape:
     raise ValueError(
-        f"params leaf has shape {reference.shape} but the LaPerm state holds "
-        f"weight vectors of shape {sorted_init.shape}."
+      f"params leaf has shape {reference.shape} but the LaPerm state holds weight vectors of shape {sorted_init.shape}."
     )
   if sorted_init.size == 0:
     return sorted_init
@@ -167,10 +164,10 @@ def _is_masked(x) -> bool:
 def _map_weight_vectors(fn, masked_fn, sorted_init, *trees):
   """``fn`` on leaves holding weight vectors, ``masked_fn`` on the others."""
   return jax.tree.map(
-      lambda s, *xs: masked_fn(*xs) if _is_masked(s) else fn(s, *xs),
-      sorted_init,
-      *trees,
-      is_leaf=_is_masked,
+    lambda s, *xs: masked_fn(*xs) if _is_masked(s) else fn(s, *xs),
+    sorted_init,
+    *trees,
+    is_leaf=_is_masked,
   )
 
 
@@ -201,21 +198,21 @@ def _check_sync_period(sync_period) -> None:
     return  # injected by optax.inject_hyperparams and traced: checked by the caller
   value = np.asarray(sync_period)
   if (
-      value.shape != ()
-      or isinstance(sync_period, bool)
-      or value.dtype == np.bool_
-      or not np.issubdtype(value.dtype, np.integer)
-      or value < 1
+    value.shape != ()
+    or isinstance(sync_period, bool)
+    or value.dtype == np.bool_
+    or not np.issubdtype(value.dtype, np.integer)
+    or value < 1
   ):
     raise ValueError(f"sync_period must be a positive integer, got {sync_period!r}.")
 
 
 def laperm(
-    inner: optax.GradientTransformation,
-    sync_period: int,
-    *,
-    where: Where | None = None,
-    reset_state: bool = False,
+  inner: optax.GradientTransformation,
+  sync_period: int,
+  *,
+  where: Where | None = None,
+  reset_state: bool = False,
 ) -> optax.GradientTransformationExtraArgs:
   """Lookahead Permutation around an inner optimizer (Algorithm 1, §4).
 
@@ -271,9 +268,7 @@ def laperm(
   True
   """
   if not isinstance(inner, optax.GradientTransformation):
-    raise ValueError(
-        f"inner must be an optax.GradientTransformation, got {type(inner).__name__}."
-    )
+    raise ValueError(f"inner must be an optax.GradientTransformation, got {type(inner).__name__}.")
   _check_sync_period(sync_period)
   if not isinstance(reset_state, (bool, np.bool_)):
     raise ValueError(f"reset_state must be a bool, got {reset_state!r}.")
@@ -282,36 +277,32 @@ def laperm(
   def init_fn(params):
     selected = _selection(where, params)
     sorted_init = jax.tree.map(
-        lambda chosen, x: _sort_weight_vectors(x) if chosen else optax.MaskedNode(),
-        selected,
-        params,
+      lambda chosen, x: _sort_weight_vectors(x) if chosen else optax.MaskedNode(),
+      selected,
+      params,
     )
     return LaPermState(
-        count=jnp.zeros([], jnp.int32),
-        inner_state=inner.init(params),
-        sorted_init=sorted_init,
+      count=jnp.zeros([], jnp.int32),
+      inner_state=inner.init(params),
+      sorted_init=sorted_init,
     )
 
   def update_fn(updates, state, params=None, **extra_args):
     if params is None:
       raise ValueError("laperm needs params: call update(grads, state, params).")
-    inner_updates, inner_state = inner.update(
-        updates, state.inner_state, params, **extra_args
-    )
+    inner_updates, inner_state = inner.update(updates, state.inner_state, params, **extra_args)
     count = optax.safe_increment(state.count)
 
     def synchronise():
       proposed = optax.apply_updates(params, inner_updates)
-      targets = _map_weight_vectors(
-          _permute_to_ranking, lambda q: q, state.sorted_init, proposed
-      )
+      targets = _map_weight_vectors(_permute_to_ranking, lambda q: q, state.sorted_init, proposed)
       sync_updates = _map_weight_vectors(
-          lambda _, p, t, u: _exact_update(p, t, u.dtype),
-          lambda p, t, u: u,
-          state.sorted_init,
-          params,
-          targets,
-          inner_updates,
+        lambda _, p, t, u: _exact_update(p, t, u.dtype),
+        lambda p, t, u: u,
+        state.sorted_init,
+        params,
+        targets,
+        inner_updates,
       )
       if not reset_state:
         return sync_updates, inner_state
@@ -319,9 +310,7 @@ def laperm(
       return sync_updates, fresh
 
     is_sync = count % jnp.asarray(sync_period) == 0
-    new_updates, new_inner_state = lax.cond(
-        is_sync, synchronise, lambda: (inner_updates, inner_state)
-    )
+    new_updates, new_inner_state = lax.cond(is_sync, synchronise, lambda: (inner_updates, inner_state))
     return new_updates, LaPermState(count, new_inner_state, state.sorted_init)
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
@@ -365,14 +354,14 @@ def find_laperm_state(opt_state) -> LaPermState:
   0
   """
   found = [
-      node
-      for node in jax.tree.leaves(opt_state, is_leaf=lambda x: isinstance(x, LaPermState))
-      if isinstance(node, LaPermState)
+    node
+    for node in jax.tree.leaves(opt_state, is_leaf=lambda x: isinstance(x, LaPermState))
+    if isinstance(node, LaPermState)
   ]
   if len(found) != 1:
     raise ValueError(
-        f"opt_state must contain exactly one LaPermState, found {len(found)}; "
-        "pass the LaPermState itself to disambiguate."
+      f"opt_state must contain exactly one LaPermState, found {len(found)}; "
+      "pass the LaPermState itself to disambiguate."
     )
   return found[0]
 
@@ -426,9 +415,7 @@ def _prune_weight_vectors(key: Array, x: Array, fraction: float) -> Array:
     return x
   noise = jax.random.uniform(key, (n_out, n_in))
   pruned = jnp.argsort(noise, axis=-1)[:, :num_pruned]  # distinct positions per vector
-  columns = jnp.put_along_axis(
-      columns, pruned, jnp.zeros((), columns.dtype), axis=-1, inplace=False
-  )
+  columns = jnp.put_along_axis(columns, pruned, jnp.zeros((), columns.dtype), axis=-1, inplace=False)
   return _from_columns(columns, layout)
 
 
@@ -465,17 +452,14 @@ def random_prune(key: Array, params, fraction: float, *, where: Where | None = N
   if isinstance(params, jax.Array):
     if not is_weight_matrix((), params):
       raise ValueError(
-          f"params must be a tree or a floating array with ndim >= 2, got shape "
-          f"{params.shape} and dtype {params.dtype}."
+        f"params must be a tree or a floating array with ndim >= 2, got shape {params.shape} and dtype {params.dtype}."
       )
     return _prune_weight_vectors(leaf_key(key, ()), params, fraction)
   selected = _selection(where, params)
   return jax.tree_util.tree_map_with_path(
-      lambda path, chosen, x: (
-          _prune_weight_vectors(leaf_key(key, path), x, fraction) if chosen else x
-      ),
-      selected,
-      params,
+    lambda path, chosen, x: _prune_weight_vectors(leaf_key(key, path), x, fraction) if chosen else x,
+    selected,
+    params,
   )
 
 
@@ -525,9 +509,7 @@ def _rankings(x: Array) -> Array:
 
 def _ranking_distance_one(w_prev: Array, w_cur: Array) -> RankingDistance:
   if w_prev.shape != w_cur.shape:
-    raise ValueError(
-        f"w_prev and w_cur must have the same shape, got {w_prev.shape} and {w_cur.shape}."
-    )
+    raise ValueError(f"w_prev and w_cur must have the same shape, got {w_prev.shape} and {w_cur.shape}.")
   distance = jnp.abs(_rankings(w_cur) - _rankings(w_prev))
   distance = distance.astype(jnp.promote_types(w_cur.dtype, jnp.float32))
   n_in = distance.shape[1]
@@ -536,20 +518,17 @@ def _ranking_distance_one(w_prev: Array, w_cur: Array) -> RankingDistance:
 
 def _weight_deviation_one(w_init: Array, w: Array) -> WeightDeviation:
   if w_init.shape != w.shape:
-    raise ValueError(
-        f"params_init and params leaves must have the same shape, got "
-        f"{w_init.shape} and {w.shape}."
-    )
+    raise ValueError(f"params_init and params leaves must have the same shape, got {w_init.shape} and {w.shape}.")
   dtype = jnp.promote_types(jnp.result_type(w_init, w), jnp.float32)
   w_init = w_init.astype(dtype)
   delta = w.astype(dtype) - w_init
   magnitude = jnp.abs(delta)
   return WeightDeviation(
-      mean=delta.mean(),
-      std=delta.std(),
-      mean_abs=magnitude.mean(),
-      max_abs=magnitude.max(),
-      relative=jnp.linalg.norm(delta.ravel()) / jnp.linalg.norm(w_init.ravel()),
+    mean=delta.mean(),
+    std=delta.std(),
+    mean_abs=magnitude.mean(),
+    max_abs=magnitude.max(),
+    relative=jnp.linalg.norm(delta.ravel()) / jnp.linalg.norm(w_init.ravel()),
   )
 
 
@@ -558,9 +537,7 @@ def _per_leaf(fn, where: Where | None, first, second, eligible):
   if isinstance(first, jax.Array) and isinstance(second, jax.Array):
     return fn(first, second)
   selected = _selection(where, first, eligible)
-  return jax.tree.map(
-      lambda chosen, a, b: fn(a, b) if chosen else None, selected, first, second
-  )
+  return jax.tree.map(lambda chosen, a, b: fn(a, b) if chosen else None, selected, first, second)
 
 
 def ranking_distance(w_prev, w_cur, *, where: Where | None = None):

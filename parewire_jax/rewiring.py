@@ -57,16 +57,12 @@ def check_passes(passes: Sequence[str]) -> tuple[str, ...]:
   """Validates a sequence of pass names and returns it as a tuple."""
   if isinstance(passes, str):
     raise ValueError(
-        f"passes must be a sequence of pass names, got the string {passes!r}; "
-        f"write ({passes!r},) for a single pass."
+      f"passes must be a sequence of pass names, got the string {passes!r}; write ({passes!r},) for a single pass."
     )
   passes = tuple(passes)
   unknown = [p for p in passes if p not in PASSES]
   if unknown:
-    raise ValueError(
-        f"passes={passes!r} contains unknown pass name(s) {unknown}; "
-        f"each pass must be one of {PASSES}."
-    )
+    raise ValueError(f"passes={passes!r} contains unknown pass name(s) {unknown}; each pass must be one of {PASSES}.")
   return passes
 
 
@@ -84,8 +80,7 @@ def check_offset(offset: float) -> float:
 def check_floating(dtype, name: str = "dtype") -> None:
   if not jnp.issubdtype(dtype, jnp.floating):
     raise ValueError(
-        f"{name} must be a real floating dtype (float16, bfloat16, float32, "
-        f"float64), got {jnp.dtype(dtype).name}."
+      f"{name} must be a real floating dtype (float16, bfloat16, float32, float64), got {jnp.dtype(dtype).name}."
     )
 
 
@@ -106,8 +101,8 @@ def as_typed_key(key) -> Array:
     except (TypeError, ValueError):
       pass  # not the default implementation's key shape
   raise ValueError(
-      "key must be a single PRNG key (jax.random.key(seed) or a legacy jax.random.PRNGKey(seed)), "
-      f"got {type(key).__name__} with shape {getattr(key, 'shape', None)} and dtype {getattr(key, 'dtype', None)}."
+    "key must be a single PRNG key (jax.random.key(seed) or a legacy jax.random.PRNGKey(seed)), "
+    f"got {type(key).__name__} with shape {getattr(key, 'shape', None)} and dtype {getattr(key, 'dtype', None)}."
   )
 
 
@@ -233,11 +228,11 @@ def _rewire_rows(key: Array, rows: Array, dtype, offset: float) -> Array:
 
 
 def pa_rewire(
-    key: Array,
-    matrix: Array,
-    *,
-    passes: Sequence[str] = PASSES,
-    offset: float = 1.0,
+  key: Array,
+  matrix: Array,
+  *,
+  passes: Sequence[str] = PASSES,
+  offset: float = 1.0,
 ) -> Array:
   """PA-rewires a ``(n_in, n_out)`` weight matrix (Algorithm 1, §3.3).
 
@@ -275,8 +270,7 @@ def pa_rewire(
   check_array(matrix, "matrix")
   if jnp.ndim(matrix) != 2:
     raise ValueError(
-        f"matrix must be 2-D (n_in, n_out), got shape {jnp.shape(matrix)}; use "
-        "rewire() or rewired() for other ranks."
+      f"matrix must be 2-D (n_in, n_out), got shape {jnp.shape(matrix)}; use rewire() or rewired() for other ranks."
     )
   check_floating(matrix.dtype, "matrix.dtype")
   if matrix.size == 0 or not passes:
@@ -285,9 +279,7 @@ def pa_rewire(
   if sharding is not None:
     # Explicit mesh axes type every intermediate, and sorting along a sharded
     # axis is then an error: let the SPMD partitioner place the work.
-    return jax.sharding.auto_axes(
-        lambda k, m: _pa_rewire(k, m, passes, offset), out_sharding=sharding
-    )(key, matrix)
+    return jax.sharding.auto_axes(lambda k, m: _pa_rewire(k, m, passes, offset), out_sharding=sharding)(key, matrix)
   return _pa_rewire(key, matrix, passes, offset)
 
 
@@ -305,13 +297,13 @@ def _pa_rewire(key: Array, w: Array, passes: tuple[str, ...], offset: float) -> 
 
 
 def rewire(
-    key: Array,
-    x: Array,
-    *,
-    out_axis: AxisSpec = -1,
-    batch_axis: AxisSpec = (),
-    passes: Sequence[str] = PASSES,
-    offset: float = 1.0,
+  key: Array,
+  x: Array,
+  *,
+  out_axis: AxisSpec = -1,
+  batch_axis: AxisSpec = (),
+  passes: Sequence[str] = PASSES,
+  offset: float = 1.0,
 ) -> Array:
   """PA-rewires an array of any rank ≥ 2, viewed as matrices (§3.1).
 
@@ -337,8 +329,8 @@ def rewire(
     # As in pa_rewire: reshapes, sorts and the vmap over matrices run on auto
     # axes; the result keeps x's sharding.
     return jax.sharding.auto_axes(
-        functools.partial(rewire, out_axis=out_axis, batch_axis=batch_axis, passes=passes, offset=offset),
-        out_sharding=sharding,
+      functools.partial(rewire, out_axis=out_axis, batch_axis=batch_axis, passes=passes, offset=offset),
+      out_sharding=sharding,
     )(key, x)
   matrices, layout = as_matrices(x, out_axis, batch_axis)
   check_floating(x.dtype, "x.dtype")

@@ -15,9 +15,7 @@ from jax import Array
 from parewire_jax.axes import AxisSpec, as_matrices
 
 
-def strengths(
-    w: Array, *, out_axis: AxisSpec = -1, batch_axis: AxisSpec = ()
-) -> tuple[Array, Array]:
+def strengths(w: Array, *, out_axis: AxisSpec = -1, batch_axis: AxisSpec = ()) -> tuple[Array, Array]:
   """Input and output neuron strengths of ``w`` (Eq. 1).
 
   Returns:
@@ -33,8 +31,8 @@ def strengths(
   matrices = matrices.astype(jnp.promote_types(w.dtype, jnp.float32))
   batch_shape = layout.batch_shape
   return (
-      matrices.sum(axis=2).reshape(batch_shape + (layout.n_in,)),
-      matrices.sum(axis=1).reshape(batch_shape + (layout.n_out,)),
+    matrices.sum(axis=2).reshape(batch_shape + (layout.n_in,)),
+    matrices.sum(axis=1).reshape(batch_shape + (layout.n_out,)),
   )
 
 
@@ -63,15 +61,13 @@ class StrengthStats(NamedTuple):
 def _moments(s: Array) -> tuple[Array, Array, Array]:
   centred = s - s.mean(axis=-1, keepdims=True)
   return (
-      jnp.mean(centred**2, axis=-1),
-      jnp.mean(centred**4, axis=-1),
-      jnp.max(jnp.abs(s), axis=-1),
+    jnp.mean(centred**2, axis=-1),
+    jnp.mean(centred**4, axis=-1),
+    jnp.max(jnp.abs(s), axis=-1),
   )
 
 
-def strength_stats(
-    w: Array, *, out_axis: AxisSpec = -1, batch_axis: AxisSpec = ()
-) -> StrengthStats:
+def strength_stats(w: Array, *, out_axis: AxisSpec = -1, batch_axis: AxisSpec = ()) -> StrengthStats:
   """Variance, fourth central moment and max |s| of input and output strengths.
 
   >>> import jax, jax.numpy as jnp

@@ -83,15 +83,19 @@ def _is_axis_spec(spec) -> bool:
     return False
   if isinstance(spec, int):
     return True
-  return isinstance(spec, Sequence) and not isinstance(spec, str) and all(
-      isinstance(a, int) and not isinstance(a, bool) for a in spec
+  return (
+    isinstance(spec, Sequence)
+    and not isinstance(spec, str)
+    and all(isinstance(a, int) and not isinstance(a, bool) for a in spec)
   )
 
 
 def _check_axes_arg(spec, name: str, allow_none: bool, allow_callable: bool = True) -> None:
   if (allow_callable and callable(spec)) or _is_axis_spec(spec) or (allow_none and spec is None):
     return
-  expected = ["None"] * allow_none + ["an int", "a sequence of ints"] + ["a callable (path, leaf) -> axes"] * allow_callable
+  expected = (
+    ["None"] * allow_none + ["an int", "a sequence of ints"] + ["a callable (path, leaf) -> axes"] * allow_callable
+  )
   raise ValueError(f"{name} must be {', '.join(expected[:-1])} or {expected[-1]}; got {spec!r}.")
 
 
@@ -113,11 +117,7 @@ def is_weight_matrix(path: KeyPath, leaf) -> bool:
   (True, False)
   """
   del path
-  return (
-      isinstance(leaf, (jax.Array, np.ndarray))
-      and leaf.ndim >= 2
-      and jnp.issubdtype(leaf.dtype, jnp.floating)
-  )
+  return isinstance(leaf, (jax.Array, np.ndarray)) and leaf.ndim >= 2 and jnp.issubdtype(leaf.dtype, jnp.floating)
 
 
 def _leaf_layout(path: KeyPath, leaf, out_axis, batch_axis) -> MatrixLayout:
@@ -184,7 +184,7 @@ def _rewire_stack(keys: Array, matrices: Array, *, passes: tuple[str, ...], offs
 
 
 def _rewire_group(
-    leaves: list, members: list[_LeafMatrices], max_matrices: int, passes: tuple[str, ...], offset: float
+  leaves: list, members: list[_LeafMatrices], max_matrices: int, passes: tuple[str, ...], offset: float
 ) -> dict[int, Array]:
   """Rewires one group chunk by chunk; returns the new leaves by index.
 
@@ -221,15 +221,15 @@ def _rewire_group(
 
 
 def rewire_params(
-    key: Array,
-    params: Any,
-    *,
-    where: Callable[[KeyPath, Array], bool] | None = None,
-    out_axis: AxisSpec | AxesFn = -1,
-    batch_axis: AxisSpec | AxesFn | None = None,
-    passes: Sequence[str] = PASSES,
-    offset: float = 1.0,
-    max_group_bytes: int | None = None,
+  key: Array,
+  params: Any,
+  *,
+  where: Callable[[KeyPath, Array], bool] | None = None,
+  out_axis: AxisSpec | AxesFn = -1,
+  batch_axis: AxisSpec | AxesFn | None = None,
+  passes: Sequence[str] = PASSES,
+  offset: float = 1.0,
+  max_group_bytes: int | None = None,
 ) -> Any:
   """PA-rewires every weight matrix of a parameter tree (Algorithm 1, §3.3).
 
@@ -315,9 +315,7 @@ def rewire_params(
       continue  # nothing to move; rewire() returns such arrays as they are
     k = leaf_key(key, path)
     keys = jax.random.split(k, layout.num_matrices) if layout.batch_axes else k[None]
-    groups.setdefault((layout.n_in, layout.n_out, jnp.dtype(leaf.dtype)), []).append(
-        _LeafMatrices(index, layout, keys)
-    )
+    groups.setdefault((layout.n_in, layout.n_out, jnp.dtype(leaf.dtype)), []).append(_LeafMatrices(index, layout, keys))
 
   if groups and max_group_bytes is None:
     max_group_bytes = _default_group_bytes()

@@ -9,7 +9,6 @@ count already in ``XLA_FLAGS`` wins. If a backend started earlier anyway,
 tests/test_sharding.py notices and reruns itself in a subprocess with the flag.
 """
 
-
 import os
 
 SHARDING_TEST_DEVICES = 8

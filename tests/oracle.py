@@ -16,14 +16,14 @@ def pa_rewiring_np(w: np.ndarray, rng: np.random.Generator, offset: float = 1.0)
   """Pass "in" of Algorithm 1 on a copy of ``w`` (shape ``(n_in, n_out)``)."""
   w = np.array(w, copy=True)
   n_in, n_out = w.shape
-  s = np.zeros(n_in, dtype=np.float64)                        # line 2
-  for t in range(1, n_out):                                   # line 3
-    s = s + w[:, t - 1]                                       # line 4, Eq. 6
-    p = s + np.abs(s.min()) + offset                          # line 5, Eq. 5
-    p = p / p.sum()                                           # line 6
-    targets = rng.choice(n_in, size=n_in, replace=False, p=p) # line 7
-    new_edges = np.argsort(w[:, t], kind="stable")            # line 8
-    w[targets, t] = w[new_edges, t]                           # line 9
+  s = np.zeros(n_in, dtype=np.float64)  # line 2
+  for t in range(1, n_out):  # line 3
+    s = s + w[:, t - 1]  # line 4, Eq. 6
+    p = s + np.abs(s.min()) + offset  # line 5, Eq. 5
+    p = p / p.sum()  # line 6
+    targets = rng.choice(n_in, size=n_in, replace=False, p=p)  # line 7
+    new_edges = np.argsort(w[:, t], kind="stable")  # line 8
+    w[targets, t] = w[new_edges, t]  # line 9
   return w
 
 

@@ -7,16 +7,26 @@ import json
 import jax
 import numpy as np
 import pytest
+from conftest import tiny_dataset
 
 from parewire_jax.__main__ import main
 from parewire_jax.experiments import train
 from parewire_jax.experiments.checkpoint import ChunkStore, dataset_digest
 from parewire_jax.experiments.compare import CompareConfig, build, run_compare
-from conftest import tiny_dataset
 
-CONFIG = CompareConfig(dataset="digits", model="mlp", variants=("base", "rewired"), seeds=3, epochs=2,
-                       batch_size=32, learning_rate=0.05, num_draws=4, mlp_hidden=(8,), seeds_per_chunk=2,
-                       track_gradients=True)
+CONFIG = CompareConfig(
+  dataset="digits",
+  model="mlp",
+  variants=("base", "rewired"),
+  seeds=3,
+  epochs=2,
+  batch_size=32,
+  learning_rate=0.05,
+  num_draws=4,
+  mlp_hidden=(8,),
+  seeds_per_chunk=2,
+  track_gradients=True,
+)
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +49,11 @@ def _copy_chunks(source, destination):
 def _assert_same_results(a, b):
   for variant in CONFIG.variants:
     for field in train.TrainResult._fields:
-      np.testing.assert_array_equal(np.asarray(getattr(a.results[variant], field)),
-                                    np.asarray(getattr(b.results[variant], field)), err_msg=f"{variant} {field}")
+      np.testing.assert_array_equal(
+        np.asarray(getattr(a.results[variant], field)),
+        np.asarray(getattr(b.results[variant], field)),
+        err_msg=f"{variant} {field}",
+      )
 
 
 def test_every_chunk_is_saved_with_its_training_time(uninterrupted):
@@ -95,8 +108,14 @@ def test_a_run_killed_between_chunks_resumes(tiny, tmp_path):
   assert saved == [[0, 1]]
   calls = []
   resumed_store = ChunkStore(tmp_path / "chunks", {"anything": 1}, resume=True)
-  result = train.train_seeds(model, tiny, [0, 1, 2], config.train_config(), progress=calls.append,
-                             load_chunk=lambda seeds: resumed_store.load("max_sv", seeds))
+  result = train.train_seeds(
+    model,
+    tiny,
+    [0, 1, 2],
+    config.train_config(),
+    progress=calls.append,
+    load_chunk=lambda seeds: resumed_store.load("max_sv", seeds),
+  )
   assert calls == [config.epochs, 1, 1]  # chunk [0, 1] loaded (its epochs counted at once), chunk [2] trained
   assert resumed_store.resumed == {"max_sv": [[0, 1]]}
   expected = train.train_seeds(model, tiny, [0, 1, 2], config.train_config())
@@ -107,8 +126,7 @@ def test_a_run_killed_between_chunks_resumes(tiny, tmp_path):
 def test_a_write_cut_off_leaves_no_chunk_file(tiny, tmp_path, monkeypatch):
   store = ChunkStore(tmp_path, {"anything": 1}, resume=True)
   curve = np.zeros((1, 1))
-  chunk = train.TrainResult(np.array([0]), curve, curve, curve, curve, curve, curve, None, (), np.ones(1),
-                            np.ones(1))
+  chunk = train.TrainResult(np.array([0]), curve, curve, curve, curve, curve, curve, None, (), np.ones(1), np.ones(1))
 
   def savez_killed_midway(f, **arrays):
     f.write(b"PK\x03\x04 half a zip")
@@ -125,14 +143,21 @@ def test_load_chunk_must_return_the_requested_chunk(tiny):
   config = CONFIG._replace(track_gradients=False)
   wrong = train.train_seeds(build(config, "base", tiny.num_classes), tiny, [5, 6], config.train_config())
   with pytest.raises(ValueError, match=r"load_chunk returned seeds \[5, 6\].*expected seeds \[0, 1\]"):
-    train.train_seeds(build(config, "base", tiny.num_classes), tiny, [0, 1], config.train_config(),
-                      load_chunk=lambda seeds: wrong)
+    train.train_seeds(
+      build(config, "base", tiny.num_classes), tiny, [0, 1], config.train_config(), load_chunk=lambda seeds: wrong
+    )
 
 
-@pytest.mark.parametrize("change, differing", [
-    (dict(epochs=3), r"train\.epochs"), (dict(learning_rate=0.1), r"train\.learning_rate"),
+@pytest.mark.parametrize(
+  "change, differing",
+  [
+    (dict(epochs=3), r"train\.epochs"),
+    (dict(learning_rate=0.1), r"train\.learning_rate"),
     (dict(init="orthogonal"), "init"),
-    (dict(num_draws=5), "num_draws"), (dict(mlp_hidden=(9,)), "mlp_hidden")])
+    (dict(num_draws=5), "num_draws"),
+    (dict(mlp_hidden=(9,)), "mlp_hidden"),
+  ],
+)
 def test_chunks_of_other_settings_are_refused(uninterrupted, tiny, tmp_path, change, differing):
   _copy_chunks(uninterrupted[0], tmp_path)
   with pytest.raises(ValueError, match=rf"written by a run with different .*{differing}"):
@@ -172,8 +197,12 @@ def test_unreadable_chunk_file_is_a_clear_error(uninterrupted, tiny, tmp_path, d
   data = bytearray(path.read_bytes())
   if damage == "flipped byte":  # inside the first array's data: the zip's CRC-32 no longer matches
     data[len(data) // 3] ^= 0xFF
-  damaged = {"not a zip": b"garbage", "empty": b"", "truncated": bytes(data[: len(data) // 2]),
-             "flipped byte": bytes(data)}[damage]
+  damaged = {
+    "not a zip": b"garbage",
+    "empty": b"",
+    "truncated": bytes(data[: len(data) // 2]),
+    "flipped byte": bytes(data),
+  }[damage]
   path.write_bytes(damaged)
   with pytest.raises(ValueError, match="not a readable chunk file.*delete it"):
     run_compare(CONFIG, dataset=tiny, out_dir=tmp_path, resume=True)
@@ -189,8 +218,9 @@ def test_chunk_file_names_and_seed_check(tmp_path):
   assert store.path("base", [4, 5, 6]).name == "base_seeds_4-6.npz"
   assert store.path("base", [4, 6]).name != store.path("base", [6, 4]).name  # not consecutive: a digest
   curve = np.zeros((2, 1))
-  chunk = train.TrainResult(np.array([4, 5]), curve, curve, curve, curve, curve, curve, None, (), np.ones(2),
-                            np.ones(2))
+  chunk = train.TrainResult(
+    np.array([4, 5]), curve, curve, curve, curve, curve, curve, None, (), np.ones(2), np.ones(2)
+  )
   store.save("base", chunk, seconds=1.0)
   store.path("base", [4, 5]).rename(store.path("base", [5, 6]))
   with pytest.raises(ValueError, match=r"holds seeds \[4, 5\], expected \[5, 6\]"):
@@ -208,8 +238,7 @@ def test_dataset_digest_sees_every_split():
 
 def test_concatenate_results_rejects_mixed_chunks():
   curve = np.zeros((1, 1))
-  one = train.TrainResult(np.array([0]), curve, curve, curve, curve, curve, curve, None, ("a",), np.ones(1),
-                          np.ones(1))
+  one = train.TrainResult(np.array([0]), curve, curve, curve, curve, curve, curve, None, ("a",), np.ones(1), np.ones(1))
   joined = train.concatenate_results([one, one._replace(seeds=np.array([1]))])
   assert joined.seeds.tolist() == [0, 1] and joined.layer_names == ("a",)
   with pytest.raises(ValueError, match="same layer_names"):
@@ -221,8 +250,21 @@ def test_concatenate_results_rejects_mixed_chunks():
 
 
 def test_cli_resume(tmp_path, capsys):
-  argv = ["compare", "--dataset", "digits", "--seeds", "2", "--epochs", "1", "--mlp-hidden", "8", "--limit-train",
-          "200", "--out", str(tmp_path)]
+  argv = [
+    "compare",
+    "--dataset",
+    "digits",
+    "--seeds",
+    "2",
+    "--epochs",
+    "1",
+    "--mlp-hidden",
+    "8",
+    "--limit-train",
+    "200",
+    "--out",
+    str(tmp_path),
+  ]
   main(argv)
   first = json.loads((tmp_path / "results.json").read_text())
   assert "resumed" not in capsys.readouterr().out

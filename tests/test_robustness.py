@@ -19,14 +19,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import assert_bit_permutation
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from jax.nn import initializers as jinit
+from oracle import pa_rewire_oracle
 
 import parewire_jax as pw
 from parewire_jax import rewiring
-from conftest import assert_bit_permutation
-from oracle import pa_rewire_oracle
 
 DTYPES = [jnp.float32, jnp.bfloat16, jnp.float16]
 PASSES = [("in",), ("out",), ("in", "out"), ("out", "in"), ("in", "out", "in")]
@@ -46,8 +46,21 @@ def _special_bit_patterns(dtype) -> list[int]:
   """NaNs (quiet, signalling, negative, payloads), ±Inf, ±0, denormals, ±max, ±1."""
   finfo = jnp.finfo(dtype)
   values = np.array(
-      [0.0, -0.0, np.inf, -np.inf, finfo.max, -finfo.max, finfo.smallest_subnormal,
-       -finfo.smallest_subnormal, finfo.smallest_normal, 1.0, -1.0], dtype)
+    [
+      0.0,
+      -0.0,
+      np.inf,
+      -np.inf,
+      finfo.max,
+      -finfo.max,
+      finfo.smallest_subnormal,
+      -finfo.smallest_subnormal,
+      finfo.smallest_normal,
+      1.0,
+      -1.0,
+    ],
+    dtype,
+  )
   bits = [int(b) for b in values.view(f"uint{finfo.bits}")]
   exponent_all_ones = int(np.array(np.inf, dtype).view(f"uint{finfo.bits}"))
   sign = 1 << (finfo.bits - 1)
@@ -57,11 +70,11 @@ def _special_bit_patterns(dtype) -> list[int]:
 
 @settings(max_examples=10, deadline=None)
 @given(
-    shape=hnp.array_shapes(min_dims=2, max_dims=3, min_side=1, max_side=7),
-    dtype=st.sampled_from(DTYPES),
-    passes=st.sampled_from(PASSES),
-    offset=st.one_of(st.floats(1e-3, 10.0), st.sampled_from([1e-300, 1e-40, 1e30, 1e300])),
-    data=st.data(),
+  shape=hnp.array_shapes(min_dims=2, max_dims=3, min_side=1, max_side=7),
+  dtype=st.sampled_from(DTYPES),
+  passes=st.sampled_from(PASSES),
+  offset=st.one_of(st.floats(1e-3, 10.0), st.sampled_from([1e-300, 1e-40, 1e30, 1e300])),
+  data=st.data(),
 )
 def test_any_bit_patterns_axes_passes_offsets(shape, dtype, passes, offset, data):
   """Whatever the values (NaN payloads, Inf, overflowing strengths), the result is a permutation of them."""
@@ -105,17 +118,17 @@ def test_mixed_signed_zeros_are_a_permutation(dtype):
 
 
 @pytest.mark.parametrize(
-    "shape, kwargs",
-    [
-        ((1, 65536), {}),
-        ((65536, 1), {}),
-        ((5, 1, 7), dict(batch_axis=0)),  # stacked matrices with one input each
-        ((4, 9, 1), dict(batch_axis=0)),  # ... with one output each
-        ((1, 1, 1, 8), {}),  # a 1x1 convolution on one input channel
-        ((0, 6, 5), dict(batch_axis=0)),  # no matrices at all
-        ((3, 0, 5), dict(batch_axis=0)),
-    ],
-    ids=str,
+  "shape, kwargs",
+  [
+    ((1, 65536), {}),
+    ((65536, 1), {}),
+    ((5, 1, 7), dict(batch_axis=0)),  # stacked matrices with one input each
+    ((4, 9, 1), dict(batch_axis=0)),  # ... with one output each
+    ((1, 1, 1, 8), {}),  # a 1x1 convolution on one input channel
+    ((0, 6, 5), dict(batch_axis=0)),  # no matrices at all
+    ((3, 0, 5), dict(batch_axis=0)),
+  ],
+  ids=str,
 )
 def test_single_input_or_output_or_empty_is_returned_unchanged(shape, kwargs):
   """With one input (or output) every ranking is the identity: not just a permutation, the same array."""
@@ -195,7 +208,7 @@ def test_legacy_keys_with_batch_axes_and_vmap():
   stack = jax.random.normal(jax.random.key(0), (3, 10, 7))
   legacy = jax.random.PRNGKey(9)
   chex.assert_trees_all_equal(
-      pw.rewire(legacy, stack, batch_axis=0), pw.rewire(jax.random.wrap_key_data(legacy), stack, batch_axis=0)
+    pw.rewire(legacy, stack, batch_axis=0), pw.rewire(jax.random.wrap_key_data(legacy), stack, batch_axis=0)
   )
   init = pw.rewired(jinit.lecun_normal())
   legacy_keys = jax.random.split(legacy, 3)  # uint32[3, 2]

@@ -16,19 +16,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import assert_bit_permutation
 from flax import nnx
 from jax.nn import initializers as jinit
 from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 import parewire_jax as pw
-from conftest import assert_bit_permutation
 
 NUM_DEVICES = 8
 HAVE_DEVICES = jax.device_count() >= NUM_DEVICES
 needs_devices = pytest.mark.skipif(
-    not HAVE_DEVICES,
-    reason=f"needs {NUM_DEVICES} devices; test_rerun_in_subprocess_with_8_devices runs this module with them",
+  not HAVE_DEVICES,
+  reason=f"needs {NUM_DEVICES} devices; test_rerun_in_subprocess_with_8_devices runs this module with them",
 )
 COLLECTIVES = ("all-gather", "all-to-all", "collective-permute", "all-reduce", "reduce-scatter")
 
@@ -52,14 +52,14 @@ def _assert_bit_equal(actual, expected):
 
 @needs_devices
 @pytest.mark.parametrize(
-    "shape, spec",
-    [
-        ((64, 32), P("data", "model")),
-        ((64, 32), P(None, "model")),  # the scanned axis of pass "in" is sharded
-        ((64, 32), P(("data", "model"), None)),  # the scanned axis of pass "out" is sharded
-        ((3, 3, 8, 32), P(None, None, "data", "model")),
-    ],
-    ids=str,
+  "shape, spec",
+  [
+    ((64, 32), P("data", "model")),
+    ((64, 32), P(None, "model")),  # the scanned axis of pass "in" is sharded
+    ((64, 32), P(("data", "model"), None)),  # the scanned axis of pass "out" is sharded
+    ((3, 3, 8, 32), P(None, None, "data", "model")),
+  ],
+  ids=str,
 )
 def test_jit_out_shardings_equals_unsharded(shape, spec):
   mesh = _mesh((2, 4), ("data", "model"))
@@ -153,7 +153,9 @@ def test_out_sharding_argument_explicit_mesh(as_named):
   init = pw.rewired(jinit.lecun_normal())
   key, spec = jax.random.key(4), P("data", "model")
   with jax.set_mesh(mesh):
-    out = jax.jit(lambda k: init(k, (64, 32), jnp.float32, out_sharding=NamedSharding(mesh, spec) if as_named else spec))(key)
+    out = jax.jit(
+      lambda k: init(k, (64, 32), jnp.float32, out_sharding=NamedSharding(mesh, spec) if as_named else spec)
+    )(key)
   assert out.sharding.spec == spec
   _assert_bit_equal(out, init(key, (64, 32), jnp.float32))
 
@@ -171,10 +173,14 @@ def test_rewire_explicitly_sharded_stack():
 
 
 @needs_devices
-@pytest.mark.parametrize("mesh_shape, names, spec", [
+@pytest.mark.parametrize(
+  "mesh_shape, names, spec",
+  [
     ((8,), ("layers",), P("layers")),
     ((2, 4), ("data", "model"), P(("data", "model"))),
-], ids=["1d", "2d"])
+  ],
+  ids=["1d", "2d"],
+)
 def test_layer_sharded_stack_needs_no_communication(mesh_shape, names, spec):
   """Each device rewires its own layers: no collective in the compiled program, 1 layer per device."""
   mesh = _mesh(mesh_shape, names)
@@ -202,8 +208,9 @@ def test_layer_sharded_rewire_equals_shard_map():
   gspmd = jax.jit(lambda k, x: pw.rewire(k, x, batch_axis=0), out_shardings=sharding)
   text = gspmd.lower(key, stack).compile().as_text()
   assert not any(_collectives(text).values()), _collectives(text)
-  per_device = jax.jit(jax.shard_map(
-      jax.vmap(pw.pa_rewire), mesh=mesh, in_specs=(P("layers"), P("layers")), out_specs=P("layers")))
+  per_device = jax.jit(
+    jax.shard_map(jax.vmap(pw.pa_rewire), mesh=mesh, in_specs=(P("layers"), P("layers")), out_specs=P("layers"))
+  )
   keys = jax.random.split(key, 2 * NUM_DEVICES)
   _assert_bit_equal(gspmd(key, stack), per_device(keys, stack))
   _assert_bit_equal(gspmd(key, stack), pw.rewire(key, np.asarray(stack), batch_axis=0))
@@ -220,8 +227,13 @@ def test_linen_scan_stack_sharded_over_layers():
       init = nn.with_partitioning(pw.rewired(jinit.lecun_normal()), (None, "model"))
       return nn.Dense(16, kernel_init=init)(x), None
 
-  stack = nn.scan(Block, variable_axes={"params": 0}, split_rngs={"params": True}, length=4,
-                  metadata_params={nn.PARTITION_NAME: "layers"})()
+  stack = nn.scan(
+    Block,
+    variable_axes={"params": 0},
+    split_rngs={"params": True},
+    length=4,
+    metadata_params={nn.PARTITION_NAME: "layers"},
+  )()
   key, x = jax.random.key(8), jnp.ones((2, 16))
   specs = nn.get_partition_spec(jax.eval_shape(stack.init, key, x, None))
   kernel_spec = specs["params"]["Dense_0"]["kernel"]
@@ -239,13 +251,17 @@ def test_linen_scan_stack_sharded_over_layers():
 def test_rerun_in_subprocess_with_8_devices():
   env = dict(os.environ)
   env["XLA_FLAGS"] = (
-      re.sub(r"--xla_force_host_platform_device_count=\d+", "", env.get("XLA_FLAGS", ""))
-      + f" --xla_force_host_platform_device_count={NUM_DEVICES}"
+    re.sub(r"--xla_force_host_platform_device_count=\d+", "", env.get("XLA_FLAGS", ""))
+    + f" --xla_force_host_platform_device_count={NUM_DEVICES}"
   )
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   result = subprocess.run(
-      [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", os.path.abspath(__file__)],
-      cwd=root, env=env, capture_output=True, text=True, timeout=900,
+    [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", os.path.abspath(__file__)],
+    cwd=root,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=900,
   )
   assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
   assert re.search(r"\b\d+ passed", result.stdout), result.stdout[-2000:]

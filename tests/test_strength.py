@@ -34,8 +34,8 @@ def test_strength_stats_against_numpy():
   w = np.random.default_rng(2).normal(size=(30, 20))
   st = pw.strength_stats(jnp.asarray(w, jnp.float32))
   for s, var, mu4, mx in [
-      (w.sum(1), st.in_variance, st.in_fourth_moment, st.in_max_abs),
-      (w.sum(0), st.out_variance, st.out_fourth_moment, st.out_max_abs),
+    (w.sum(1), st.in_variance, st.in_fourth_moment, st.in_max_abs),
+    (w.sum(0), st.out_variance, st.out_fourth_moment, st.out_max_abs),
   ]:
     np.testing.assert_allclose(var, s.var(), rtol=1e-4)
     np.testing.assert_allclose(mu4, np.mean((s - s.mean()) ** 4), rtol=1e-4)
@@ -44,8 +44,8 @@ def test_strength_stats_against_numpy():
 
 
 @pytest.mark.parametrize(
-    "shape, out_axis, batch_axis",
-    [((3, 4), -1, ()), ((2, 3, 4, 5), 1, (0, 3)), ((2, 3, 4, 5), (2, 0), ()), ((5, 1, 7), 0, 2)],
+  "shape, out_axis, batch_axis",
+  [((3, 4), -1, ()), ((2, 3, 4, 5), 1, (0, 3)), ((2, 3, 4, 5), (2, 0), ()), ((5, 1, 7), 0, 2)],
 )
 def test_as_matrices_round_trip(shape, out_axis, batch_axis):
   x = jnp.arange(np.prod(shape), dtype=jnp.float32).reshape(shape)

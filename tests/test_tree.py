@@ -31,13 +31,13 @@ def _normal(seed, shape, dtype=jnp.float32):
 def _flax_tree():
   """Flax layout: conv (2,2,3,8) and dense (12,8) share matrix shape (12, 8)."""
   return {
-      "conv": {"kernel": _normal(0, (2, 2, 3, 8)), "bias": _normal(1, (8,))},
-      "dense": {"kernel": _normal(2, (12, 8)), "bias": jnp.zeros(8)},
-      "proj": {"kernel": _normal(3, (8, 12))},
-      "head": {"kernel": _normal(4, (12, 8), jnp.bfloat16)},
-      "step": jnp.zeros((3, 3), jnp.int32),
-      "scale": 2.0,
-      "empty": jnp.zeros((0, 4)),
+    "conv": {"kernel": _normal(0, (2, 2, 3, 8)), "bias": _normal(1, (8,))},
+    "dense": {"kernel": _normal(2, (12, 8)), "bias": jnp.zeros(8)},
+    "proj": {"kernel": _normal(3, (8, 12))},
+    "head": {"kernel": _normal(4, (12, 8), jnp.bfloat16)},
+    "step": jnp.zeros((3, 3), jnp.int32),
+    "scale": 2.0,
+    "empty": jnp.zeros((0, 4)),
   }
 
 
@@ -118,8 +118,8 @@ def test_leaf_result_does_not_depend_on_the_rest_of_the_tree(flax_tree, flax_res
   _assert_same_bits(alone["dense"]["kernel"], expected)
   # Other leaves before and after it in flattening order, of its own shape and others.
   crowded = rewire_params(
-      KEY,
-      {"a": _normal(7, (12, 8)), "dense": {"kernel": dense}, "z": _normal(9, (8, 12))},
+    KEY,
+    {"a": _normal(7, (12, 8)), "dense": {"kernel": dense}, "z": _normal(9, (8, 12))},
   )
   _assert_same_bits(crowded["dense"]["kernel"], expected)
 
@@ -129,7 +129,7 @@ def test_leaf_key_is_stable_and_path_specific():
   k = leaf_key(jax.random.key(0), path)
   # Pinned: a process-randomised hash (Python's hash of str) would break this across runs.
   np.testing.assert_array_equal(
-      jax.random.key_data(k), jax.random.key_data(leaf_key(jax.random.key(0), "['dense']['kernel']"))
+    jax.random.key_data(k), jax.random.key_data(leaf_key(jax.random.key(0), "['dense']['kernel']"))
   )
   others = [leaf_key(jax.random.key(0), "['dense']['bias']"), leaf_key(jax.random.key(1), path)]
   for other in others:
@@ -138,15 +138,18 @@ def test_leaf_key_is_stable_and_path_specific():
 
 def test_leaf_key_is_the_same_in_a_fresh_process():
   code = (
-      "import jax; from parewire_jax.tree import leaf_key; "
-      "print(jax.random.key_data(leaf_key(jax.random.key(0), \"['dense']['kernel']\")).tolist())"
+    "import jax; from parewire_jax.tree import leaf_key; "
+    "print(jax.random.key_data(leaf_key(jax.random.key(0), \"['dense']['kernel']\")).tolist())"
   )
   outputs = {
-      subprocess.run(
-          [sys.executable, "-c", code], capture_output=True, text=True, check=True,
-          env={**os.environ, "PYTHONHASHSEED": seed},
-      ).stdout
-      for seed in ("1", "2")  # different str hashes, same leaf keys
+    subprocess.run(
+      [sys.executable, "-c", code],
+      capture_output=True,
+      text=True,
+      check=True,
+      env={**os.environ, "PYTHONHASHSEED": seed},
+    ).stdout
+    for seed in ("1", "2")  # different str hashes, same leaf keys
   }
   here = jax.random.key_data(leaf_key(jax.random.key(0), "['dense']['kernel']")).tolist()
   assert outputs == {f"{here}\n"}
@@ -308,7 +311,9 @@ def test_linen_variables_dict():
     assert new["params"][layer]["bias"] is variables["params"][layer]["bias"]
   assert new["batch_stats"]["BatchNorm_0"]["var"] is variables["batch_stats"]["BatchNorm_0"]["var"]
   path = (DictKey("params"), DictKey("Conv_0"), DictKey("kernel"))
-  _assert_same_bits(new["params"]["Conv_0"]["kernel"], pw.rewire(leaf_key(KEY, path), variables["params"]["Conv_0"]["kernel"]))
+  _assert_same_bits(
+    new["params"]["Conv_0"]["kernel"], pw.rewire(leaf_key(KEY, path), variables["params"]["Conv_0"]["kernel"])
+  )
   assert model.apply(new, jnp.ones((2, 4, 4, 3))).shape == (2, 8)
 
 
@@ -331,7 +336,9 @@ def test_equinox_module_with_out_axis_0():
 def test_legacy_uint32_key_gives_the_typed_key_result(flax_tree):
   legacy = jax.random.PRNGKey(3)
   path = (DictKey("dense"), DictKey("kernel"))
-  np.testing.assert_array_equal(leaf_key(legacy, path), jax.random.key_data(leaf_key(jax.random.wrap_key_data(legacy), path)))
+  np.testing.assert_array_equal(
+    leaf_key(legacy, path), jax.random.key_data(leaf_key(jax.random.wrap_key_data(legacy), path))
+  )
   tree = {"dense": {"kernel": flax_tree["dense"]["kernel"]}}
   new = rewire_params(legacy, tree)
   _assert_same_bits(new["dense"]["kernel"], rewire_params(jax.random.wrap_key_data(legacy), tree)["dense"]["kernel"])
@@ -348,21 +355,21 @@ def test_under_jit_matches_eager(flax_tree, flax_result):
 
 
 @pytest.mark.parametrize(
-    "kwargs, match",
-    [
-        ({"where": "kernel"}, "where must be"),
-        ({"out_axis": "last"}, "out_axis must be"),
-        ({"out_axis": None}, "out_axis must be"),
-        ({"batch_axis": 1.5}, "batch_axis must be"),
-        ({"passes": "in"}, "passes"),
-        ({"passes": ("up",)}, "passes"),
-        ({"offset": 0.0}, "offset"),
-        ({"max_group_bytes": 0}, "max_group_bytes"),
-        ({"max_group_bytes": True}, "max_group_bytes"),
-        ({"out_axis": 5}, r"\['dense'\]\['kernel'\].*out_axis=5 is out of range"),
-        ({"batch_axis": 0}, r"\['dense'\]\['kernel'\].*no input axis"),
-        ({"batch_axis": lambda p, x: "zero"}, r"batch_axis for leaf \['dense'\]\['kernel'\]"),
-    ],
+  "kwargs, match",
+  [
+    ({"where": "kernel"}, "where must be"),
+    ({"out_axis": "last"}, "out_axis must be"),
+    ({"out_axis": None}, "out_axis must be"),
+    ({"batch_axis": 1.5}, "batch_axis must be"),
+    ({"passes": "in"}, "passes"),
+    ({"passes": ("up",)}, "passes"),
+    ({"offset": 0.0}, "offset"),
+    ({"max_group_bytes": 0}, "max_group_bytes"),
+    ({"max_group_bytes": True}, "max_group_bytes"),
+    ({"out_axis": 5}, r"\['dense'\]\['kernel'\].*out_axis=5 is out of range"),
+    ({"batch_axis": 0}, r"\['dense'\]\['kernel'\].*no input axis"),
+    ({"batch_axis": lambda p, x: "zero"}, r"batch_axis for leaf \['dense'\]\['kernel'\]"),
+  ],
 )
 def test_bad_arguments_raise_value_error(kwargs, match):
   with pytest.raises(ValueError, match=match):

@@ -92,8 +92,9 @@ class ChunkStore:
     """The file of the chunk of ``variant`` with init seeds ``seeds`` (consecutive or not)."""
     seeds = [int(s) for s in seeds]
     consecutive = seeds == list(range(seeds[0], seeds[0] + len(seeds)))
-    label = f"{seeds[0]}-{seeds[-1]}" if consecutive else hashlib.blake2b(
-        repr(seeds).encode(), digest_size=8).hexdigest()
+    label = (
+      f"{seeds[0]}-{seeds[-1]}" if consecutive else hashlib.blake2b(repr(seeds).encode(), digest_size=8).hexdigest()
+    )
     return self.directory / f"{variant}_seeds_{label}.npz"
 
   def load(self, variant: str, seeds: Sequence[int]) -> TrainResult | None:
@@ -118,8 +119,9 @@ class ChunkStore:
     if stored != self.fingerprint:
       differing = _differing_keys(stored, self.fingerprint)
       raise ValueError(
-          f"{path} was written by a run with different {', '.join(differing)}; resume with the same settings "
-          "and data, or write to another output directory.")
+        f"{path} was written by a run with different {', '.join(differing)}; resume with the same settings "
+        "and data, or write to another output directory."
+      )
     if arrays["seeds"].tolist() != [int(s) for s in seeds]:
       raise ValueError(f"{path} holds seeds {arrays['seeds'].tolist()}, expected {list(seeds)}.")
     self.seconds[variant] = self.seconds.get(variant, 0.0) + seconds
@@ -135,7 +137,12 @@ class ChunkStore:
       arrays["grad_abs"] = np.asarray(chunk.grad_abs)
     partial = path.with_name(path.name + ".partial")
     with open(partial, "wb") as f:
-      np.savez(f, fingerprint=np.array(json.dumps(self.fingerprint, sort_keys=True)),
-               layer_names=np.array(chunk.layer_names, dtype=str), seconds=np.array(seconds), **arrays)
+      np.savez(
+        f,
+        fingerprint=np.array(json.dumps(self.fingerprint, sort_keys=True)),
+        layer_names=np.array(chunk.layer_names, dtype=str),
+        seconds=np.array(seconds),
+        **arrays,
+      )
     os.replace(partial, path)
     self.seconds[variant] = self.seconds.get(variant, 0.0) + seconds

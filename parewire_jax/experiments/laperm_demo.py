@@ -79,9 +79,16 @@ class LaPermConfig(NamedTuple):
   mlp_hidden: tuple[int, ...] = (100, 100)
 
   def train_config(self, optimizer: str) -> TrainConfig:
-    return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, learning_rate=self.learning_rate,
-                       data_seed=self.data_seed, seeds_per_chunk=self.seeds_per_chunk,
-                       seeds_per_vmap=self.seeds_per_vmap, optimizer=optimizer, sync_period=self.sync_period)
+    return TrainConfig(
+      epochs=self.epochs,
+      batch_size=self.batch_size,
+      learning_rate=self.learning_rate,
+      data_seed=self.data_seed,
+      seeds_per_chunk=self.seeds_per_chunk,
+      seeds_per_vmap=self.seeds_per_vmap,
+      optimizer=optimizer,
+      sync_period=self.sync_period,
+    )
 
 
 class LaPermResult(NamedTuple):
@@ -119,8 +126,11 @@ def check_laperm_config(config: LaPermConfig) -> None:
   """Raises ValueError naming the first impossible setting of ``config``."""
   from parewire_jax.experiments.data import DATASETS
 
-  for value, allowed, what in ((config.dataset, DATASETS, "dataset"), (config.model, models_lib.MODELS, "model"),
-                               (config.init, models_lib.INITIALIZERS, "init")):
+  for value, allowed, what in (
+    (config.dataset, DATASETS, "dataset"),
+    (config.model, models_lib.MODELS, "model"),
+    (config.init, models_lib.INITIALIZERS, "init"),
+  ):
     if value not in allowed:
       raise ValueError(f"{what} must be one of {', '.join(allowed)}; got {value!r}.")
   if isinstance(config.seeds, bool) or not isinstance(config.seeds, int) or config.seeds < 2:
@@ -128,10 +138,10 @@ def check_laperm_config(config: LaPermConfig) -> None:
   if isinstance(config.first_seed, bool) or not isinstance(config.first_seed, int) or config.first_seed < 0:
     raise ValueError(f"first_seed must be an int >= 0, got {config.first_seed!r}.")
   if config.limit_train is not None and (
-      isinstance(config.limit_train, bool) or not isinstance(config.limit_train, int) or config.limit_train < 1):
+    isinstance(config.limit_train, bool) or not isinstance(config.limit_train, int) or config.limit_train < 1
+  ):
     raise ValueError(f"limit_train must be None or an int >= 1, got {config.limit_train!r}.")
-  if not config.mlp_hidden or any(isinstance(h, bool) or not isinstance(h, int) or h < 1
-                                  for h in config.mlp_hidden):
+  if not config.mlp_hidden or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in config.mlp_hidden):
     raise ValueError(f"mlp_hidden must be a non-empty sequence of ints >= 1, got {config.mlp_hidden!r}.")
   check_config(config.train_config(ARMS[-1]))  # the trainer's checks (sync_period too), before any data is loaded
 
@@ -156,8 +166,10 @@ def exact_permutation_columns(initial: Array, evaluated: Array) -> Array:
   [1]
   """
   if initial.shape != evaluated.shape or initial.dtype != evaluated.dtype:
-    raise ValueError(f"initial and evaluated must have the same shape and dtype, got {initial.shape} "
-                     f"{initial.dtype} and {evaluated.shape} {evaluated.dtype}.")
+    raise ValueError(
+      f"initial and evaluated must have the same shape and dtype, got {initial.shape} "
+      f"{initial.dtype} and {evaluated.shape} {evaluated.dtype}."
+    )
 
   def sorted_columns(w: Array) -> Array:
     matrices, _ = as_matrices(w, out_axis=-1, batch_axis=0)  # (S, n_in, n_out)
@@ -194,8 +206,10 @@ class _Diagnostics:
 
   def final_deviation(self) -> dict[str, Any]:
     """Kernel path -> ``WeightDeviation`` of NumPy per-seed arrays, chunks concatenated."""
-    return {name: jax.tree.map(lambda *xs: np.concatenate([np.asarray(x) for x in xs]), *chunks)
-            for name, chunks in self.deviation.items()}
+    return {
+      name: jax.tree.map(lambda *xs: np.concatenate([np.asarray(x) for x in xs]), *chunks)
+      for name, chunks in self.deviation.items()
+    }
 
 
 def _mean_std(x: np.ndarray, scale: float) -> str:
@@ -204,13 +218,18 @@ def _mean_std(x: np.ndarray, scale: float) -> str:
 
 def epoch_table(results: dict[str, TrainResult], epoch_tests: list[stats_lib.Comparison]) -> str:
   """Markdown: validation accuracy (%) per epoch, mean ± std per arm, paired difference and p-values."""
-  lines = ["| epoch | " + " | ".join(f"{arm} val. acc." for arm in ARMS)
-           + " | mean difference | paired t-test | Wilcoxon signed-rank |",
-           "|---|" + "---|" * (len(ARMS) + 3)]
+  lines = [
+    "| epoch | "
+    + " | ".join(f"{arm} val. acc." for arm in ARMS)
+    + " | mean difference | paired t-test | Wilcoxon signed-rank |",
+    "|---|" + "---|" * (len(ARMS) + 3),
+  ]
   for e, test in enumerate(epoch_tests):
     cells = [_mean_std(results[arm].val_acc[:, e], 100.0) for arm in ARMS]
-    lines.append(f"| {e + 1} | " + " | ".join(cells) + f" | {test.mean_difference * 100:+.2f} pp | "
-                 f"{report_lib.format_p(test.paired_ttest)} | {report_lib.format_p(test.wilcoxon)} |")
+    lines.append(
+      f"| {e + 1} | " + " | ".join(cells) + f" | {test.mean_difference * 100:+.2f} pp | "
+      f"{report_lib.format_p(test.paired_ttest)} | {report_lib.format_p(test.wilcoxon)} |"
+    )
   return "\n".join(lines)
 
 
@@ -219,20 +238,19 @@ def deviation_table(deviation: dict[str, dict[str, Any]]) -> str:
   headers = [f"{arm} {header}" for header in DEVIATION_COLUMNS.values() for arm in ARMS]
   lines = ["| kernel | " + " | ".join(headers) + " |", "|---|" + "---|" * len(headers)]
   for name in deviation[ARMS[0]]:
-    cells = [f"{np.mean(getattr(deviation[arm][name], field)):.4g}"
-             for field in DEVIATION_COLUMNS for arm in ARMS]
+    cells = [f"{np.mean(getattr(deviation[arm][name], field)):.4g}" for field in DEVIATION_COLUMNS for arm in ARMS]
     lines.append(f"| {name} | " + " | ".join(cells) + " |")
   return "\n".join(lines)
 
 
 def run_laperm(
-    config: LaPermConfig = LaPermConfig(),
-    *,
-    dataset=None,
-    data_dir: str | None = None,
-    download: bool = True,
-    out_dir: str | pathlib.Path | None = None,
-    progress: bool = False,
+  config: LaPermConfig = LaPermConfig(),
+  *,
+  dataset=None,
+  data_dir: str | None = None,
+  download: bool = True,
+  out_dir: str | pathlib.Path | None = None,
+  progress: bool = False,
 ) -> LaPermResult:
   """Trains the same init seeds with Adam and with LaPerm(Adam) and compares them (LaPerm §5.1).
 
@@ -274,18 +292,22 @@ def run_laperm(
   with tqdm(total=len(ARMS) * chunks * config.epochs, disable=not progress, unit="epoch") as bar:
     for arm in ARMS:
       bar.set_description(arm)
-      results[arm] = train_seeds(model, dataset, seeds, config.train_config(arm), progress=bar.update,
-                                 inspect=diagnostics[arm])
+      results[arm] = train_seeds(
+        model, dataset, seeds, config.train_config(arm), progress=bar.update, inspect=diagnostics[arm]
+      )
   exact = {arm: diagnostics[arm].exact for arm in ARMS}
   if (exact["laperm_adam"] != columns_per_epoch).any():
-    raise RuntimeError(f"LaPerm evaluated {columns_per_epoch} weight vectors per epoch but only "
-                       f"{exact['laperm_adam'].tolist()} were exact permutations of the initial ones.")
+    raise RuntimeError(
+      f"LaPerm evaluated {columns_per_epoch} weight vectors per epoch but only "
+      f"{exact['laperm_adam'].tolist()} were exact permutations of the initial ones."
+    )
   deviation = {arm: diagnostics[arm].final_deviation() for arm in ARMS}
 
   metrics = {arm: report_lib.per_seed_metrics(result) for arm, result in results.items()}
   analysis = report_lib.analyze(metrics, base=ARMS[0])
-  epoch_tests = [stats_lib.compare(results[ARMS[0]].val_acc[:, e], results[ARMS[1]].val_acc[:, e])
-                 for e in range(config.epochs)]
+  epoch_tests = [
+    stats_lib.compare(results[ARMS[0]].val_acc[:, e], results[ARMS[1]].val_acc[:, e]) for e in range(config.epochs)
+  ]
   table = _markdown(config, dataset, results, analysis, epoch_tests, exact, columns_per_epoch, deviation)
   outcome = LaPermResult(config, results, metrics, analysis, epoch_tests, exact, columns_per_epoch, deviation, table)
   if out_dir is not None:
@@ -297,20 +319,23 @@ def _markdown(config, dataset, results, analysis, epoch_tests, exact, columns_pe
   total = columns_per_epoch * config.epochs
   exact_lines = "\n".join(f"- {arm}: {int(exact[arm].sum())} / {total}" for arm in ARMS)
   return (
-      f"{dataset.name} / {config.model} {list(config.mlp_hidden) if config.model == 'mlp' else ''} / "
-      f"{config.init}: {config.seeds} seeds, {config.epochs} epoch(s), batch {config.batch_size}, "
-      f"Adam lr {config.learning_rate:g} (cosine), LaPerm sync period k = {config.sync_period}\n\n"
-      "validation accuracy (%) per epoch, mean ± std over seeds; paired by seed (laperm_adam − adam):\n\n"
-      + epoch_table(results, epoch_tests)
-      + "\n\nper-seed metrics, mean ± std (Welch t-test) and median ± MAD (Kruskal–Wallis) vs adam; "
-        "test acc. at the best validation epoch:\n\n"
-      + report_lib.markdown_table(analysis, base=ARMS[0])
-      + "\n\npaired by seed (laperm_adam − adam):\n\n" + report_lib.paired_table(analysis)
-      + f"\n\nevaluated kernel weight vectors (columns) that are bit-exact permutations of their initial "
-        f"values, over {config.epochs} epoch(s) × {config.seeds} seeds × {columns_per_epoch // config.seeds} "
-        f"columns:\n\n" + exact_lines
-      + "\n\nweight deviation of the final kernels from the initial ones (Δ = W − W₀), mean over seeds:\n\n"
-      + deviation_table(deviation))
+    f"{dataset.name} / {config.model} {list(config.mlp_hidden) if config.model == 'mlp' else ''} / "
+    f"{config.init}: {config.seeds} seeds, {config.epochs} epoch(s), batch {config.batch_size}, "
+    f"Adam lr {config.learning_rate:g} (cosine), LaPerm sync period k = {config.sync_period}\n\n"
+    "validation accuracy (%) per epoch, mean ± std over seeds; paired by seed (laperm_adam − adam):\n\n"
+    + epoch_table(results, epoch_tests)
+    + "\n\nper-seed metrics, mean ± std (Welch t-test) and median ± MAD (Kruskal–Wallis) vs adam; "
+    "test acc. at the best validation epoch:\n\n"
+    + report_lib.markdown_table(analysis, base=ARMS[0])
+    + "\n\npaired by seed (laperm_adam − adam):\n\n"
+    + report_lib.paired_table(analysis)
+    + f"\n\nevaluated kernel weight vectors (columns) that are bit-exact permutations of their initial "
+    f"values, over {config.epochs} epoch(s) × {config.seeds} seeds × {columns_per_epoch // config.seeds} "
+    f"columns:\n\n"
+    + exact_lines
+    + "\n\nweight deviation of the final kernels from the initial ones (Δ = W − W₀), mean over seeds:\n\n"
+    + deviation_table(deviation)
+  )
 
 
 def write_laperm_outputs(outcome: LaPermResult, dataset, out_dir: str | pathlib.Path) -> None:
@@ -318,24 +343,30 @@ def write_laperm_outputs(outcome: LaPermResult, dataset, out_dir: str | pathlib.
   out = pathlib.Path(out_dir)
   out.mkdir(parents=True, exist_ok=True)
   payload: dict[str, Any] = {
-      "config": outcome.config._asdict(),
-      "dataset": {"name": dataset.name, "num_train": len(dataset.x_train), "num_val": len(dataset.x_val),
-                  "num_test": len(dataset.x_test), "num_classes": dataset.num_classes},
-      "jax": {"version": jax.__version__, "backend": jax.default_backend()},
-      "arms": {
-          arm: {
-              "per_seed": {"seeds": result.seeds, **outcome.metrics[arm]},
-              "curves": {k: getattr(result, k) for k in ("train_loss", "train_acc", "val_loss", "val_acc",
-                                                         "test_loss", "test_acc")},
-              "summary": outcome.report.summaries[arm],
-              "vs_adam": outcome.report.comparisons.get(arm),
-              "exact_permutation_columns": outcome.exact_columns[arm],
-              "weight_deviation": outcome.deviation[arm],
-          }
-          for arm, result in outcome.results.items()
-      },
-      "columns_per_epoch": outcome.columns_per_epoch,
-      "epoch_val_acc_tests": outcome.epoch_tests,
+    "config": outcome.config._asdict(),
+    "dataset": {
+      "name": dataset.name,
+      "num_train": len(dataset.x_train),
+      "num_val": len(dataset.x_val),
+      "num_test": len(dataset.x_test),
+      "num_classes": dataset.num_classes,
+    },
+    "jax": {"version": jax.__version__, "backend": jax.default_backend()},
+    "arms": {
+      arm: {
+        "per_seed": {"seeds": result.seeds, **outcome.metrics[arm]},
+        "curves": {
+          k: getattr(result, k) for k in ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
+        },
+        "summary": outcome.report.summaries[arm],
+        "vs_adam": outcome.report.comparisons.get(arm),
+        "exact_permutation_columns": outcome.exact_columns[arm],
+        "weight_deviation": outcome.deviation[arm],
+      }
+      for arm, result in outcome.results.items()
+    },
+    "columns_per_epoch": outcome.columns_per_epoch,
+    "epoch_val_acc_tests": outcome.epoch_tests,
   }
   report_lib.write_json(out / "results.json", payload)
   (out / "table.md").write_text(outcome.table + "\n")

@@ -157,7 +157,7 @@ class PatchConv(nn.Module):
     bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
     h, w = x.shape[1] - kh + 1, x.shape[2] - kw + 1
     # Patch features ordered (kh, kw, c_in), the kernel's row-major order.
-    patches = jnp.concatenate([x[:, i:i + h, j:j + w, :] for i in range(kh) for j in range(kw)], axis=-1)
+    patches = jnp.concatenate([x[:, i : i + h, j : j + w, :] for i in range(kh) for j in range(kw)], axis=-1)
     return patches @ kernel.reshape(-1, self.features) + bias
 
 
@@ -185,8 +185,9 @@ class LeNet(nn.Module):
     del train
     if min(x.shape[1:3]) < LENET_MIN_IMAGE_SIZE:
       raise ValueError(
-          f"lenet needs images of at least {LENET_MIN_IMAGE_SIZE}×{LENET_MIN_IMAGE_SIZE} (two valid 5×5 "
-          f"convolutions, each followed by 2×2 pooling), got {x.shape[1]}×{x.shape[2]}; use the mlp model.")
+        f"lenet needs images of at least {LENET_MIN_IMAGE_SIZE}×{LENET_MIN_IMAGE_SIZE} (two valid 5×5 "
+        f"convolutions, each followed by 2×2 pooling), got {x.shape[1]}×{x.shape[2]}; use the mlp model."
+      )
     for filters in (20, 50):
       x = _max_pool_2x2(nn.relu(PatchConv(filters, (5, 5), self.kernel_init)(x)))
     x = x.reshape(x.shape[0], -1)
@@ -204,8 +205,9 @@ class BasicBlock(nn.Module):
   @nn.compact
   def __call__(self, x: Array, train: bool) -> Array:
     norm = lambda: nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)
-    conv = lambda f, k, s: nn.Conv(f, k, (s, s), padding=[(k[0] // 2,) * 2] * 2, use_bias=False,
-                                   kernel_init=self.kernel_init)
+    conv = lambda f, k, s: nn.Conv(
+      f, k, (s, s), padding=[(k[0] // 2,) * 2] * 2, use_bias=False, kernel_init=self.kernel_init
+    )
     y = nn.relu(norm()(conv(self.features, (3, 3), self.strides)(x)))
     y = norm()(conv(self.features, (3, 3), 1)(y))
     if self.strides != 1 or x.shape[-1] != self.features:
@@ -232,11 +234,11 @@ class ResNet18(nn.Module):
 
 
 def build_model(
-    name: str,
-    num_classes: int,
-    kernel_init: Initializer,
-    *,
-    mlp_hidden: Sequence[int] = (256, 256),
+  name: str,
+  num_classes: int,
+  kernel_init: Initializer,
+  *,
+  mlp_hidden: Sequence[int] = (256, 256),
 ) -> nn.Module:
   """Model ``name`` (one of :data:`MODELS`) whose every kernel uses ``kernel_init``.
 
@@ -250,8 +252,8 @@ def build_model(
   if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
     raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}.")
   builders: dict[str, Callable[[], nn.Module]] = {
-      "mlp": lambda: MLP(num_classes, tuple(mlp_hidden), kernel_init),
-      "lenet": lambda: LeNet(num_classes, kernel_init),
-      "resnet18": lambda: ResNet18(num_classes, kernel_init),
+    "mlp": lambda: MLP(num_classes, tuple(mlp_hidden), kernel_init),
+    "lenet": lambda: LeNet(num_classes, kernel_init),
+    "resnet18": lambda: ResNet18(num_classes, kernel_init),
   }
   return builders[name]()

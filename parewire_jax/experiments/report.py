@@ -19,10 +19,10 @@ from parewire_jax.experiments.train import TrainResult, select_best_epoch
 
 # Per-seed metrics of Tables 1–2, in column order: key -> (header, is an accuracy).
 METRICS: dict[str, tuple[str, bool]] = {
-    "epoch1_train_acc": ("ep. 1 acc.", True),
-    "epoch1_val_acc": ("ep. 1 val. acc.", True),
-    "convergence_epoch": ("convergence", False),
-    "test_acc": ("test acc.", True),
+  "epoch1_train_acc": ("ep. 1 acc.", True),
+  "epoch1_val_acc": ("ep. 1 val. acc.", True),
+  "convergence_epoch": ("convergence", False),
+  "test_acc": ("test acc.", True),
 }
 
 
@@ -34,10 +34,10 @@ def per_seed_metrics(result: TrainResult) -> dict[str, np.ndarray]:
   """
   best = select_best_epoch(result.val_acc, result.test_acc)
   return {
-      "epoch1_train_acc": result.train_acc[:, 0],
-      "epoch1_val_acc": result.val_acc[:, 0],
-      "convergence_epoch": best.convergence_epoch.astype(np.float64),
-      "test_acc": best.test_acc,
+    "epoch1_train_acc": result.train_acc[:, 0],
+    "epoch1_val_acc": result.val_acc[:, 0],
+    "convergence_epoch": best.convergence_epoch.astype(np.float64),
+    "test_acc": best.test_acc,
   }
 
 
@@ -48,14 +48,18 @@ class MetricReport(NamedTuple):
   comparisons: dict[str, dict[str, Comparison]]  # variant (not base) -> metric -> tests
 
 
-def analyze(metrics: Mapping[str, Mapping[str, np.ndarray]], base: str = "base", *,
-            equal_var: bool = False) -> MetricReport:
+def analyze(
+  metrics: Mapping[str, Mapping[str, np.ndarray]], base: str = "base", *, equal_var: bool = False
+) -> MetricReport:
   """Summaries and tests against ``base`` of per-seed ``metrics[variant][metric]`` (§4.1)."""
   if base not in metrics:
     raise ValueError(f"the base variant {base!r} is missing; got variants {sorted(metrics)}.")
   summaries = {v: {m: summarize(x) for m, x in ms.items()} for v, ms in metrics.items()}
-  comparisons = {v: {m: compare(metrics[base][m], x, equal_var=equal_var) for m, x in ms.items()}
-                 for v, ms in metrics.items() if v != base}
+  comparisons = {
+    v: {m: compare(metrics[base][m], x, equal_var=equal_var) for m, x in ms.items()}
+    for v, ms in metrics.items()
+    if v != base
+  }
   return MetricReport(summaries, comparisons)
 
 
@@ -96,8 +100,10 @@ def paired_table(report: MetricReport) -> str:
       c = tests[metric]
       unit = " pp" if is_accuracy else ""
       scale = 100.0 if is_accuracy else 1.0
-      lines.append(f"| {variant} | {header} | {c.mean_difference * scale:+.2f}{unit} | "
-                   f"{format_p(c.paired_ttest)} | {format_p(c.wilcoxon)} |")
+      lines.append(
+        f"| {variant} | {header} | {c.mean_difference * scale:+.2f}{unit} | "
+        f"{format_p(c.paired_ttest)} | {format_p(c.wilcoxon)} |"
+      )
   return "\n".join(lines)
 
 
@@ -135,8 +141,12 @@ def plot_curves(results: Mapping[str, TrainResult], path: str | pathlib.Path) ->
   """Fig. 4: mean ± std over seeds of train/val accuracy and loss per epoch, log-x."""
   plt = _pyplot()
   fig, axes = plt.subplots(2, 2, figsize=(10, 7), sharex=True)
-  panels = [("train_acc", "train accuracy (%)", 100.0), ("val_acc", "validation accuracy (%)", 100.0),
-            ("train_loss", "train loss", 1.0), ("val_loss", "validation loss", 1.0)]
+  panels = [
+    ("train_acc", "train accuracy (%)", 100.0),
+    ("val_acc", "validation accuracy (%)", 100.0),
+    ("train_loss", "train loss", 1.0),
+    ("val_loss", "validation loss", 1.0),
+  ]
   for ax, (field, label, scale) in zip(axes.ravel(), panels):
     for variant, result in results.items():
       values = getattr(result, field) * scale
@@ -156,8 +166,9 @@ def plot_curves(results: Mapping[str, TrainResult], path: str | pathlib.Path) ->
   plt.close(fig)
 
 
-def plot_strength_distributions(kernels: Mapping[str, np.ndarray], path: str | pathlib.Path, *,
-                                title: str = "") -> None:
+def plot_strength_distributions(
+  kernels: Mapping[str, np.ndarray], path: str | pathlib.Path, *, title: str = ""
+) -> None:
   """Fig. 1b: histograms of input and output strengths of one kernel per variant.
 
   ``kernels[variant]`` is a kernel of shape ``(..., n_out)``; inputs are all
@@ -198,8 +209,15 @@ def plot_strength_vs_accuracy(results: Mapping[str, TrainResult], path: str | pa
   for i, (variant, result) in enumerate(results.items()):
     n = len(result.seeds)
     offset = sum(len(r.seeds) for r in list(results.values())[:i])
-    points = ax.scatter(variance[offset:offset + n], fourth[offset:offset + n], c=accuracy[offset:offset + n],
-                        vmin=accuracy.min(), vmax=accuracy.max(), marker=markers[i % len(markers)], label=variant)
+    points = ax.scatter(
+      variance[offset : offset + n],
+      fourth[offset : offset + n],
+      c=accuracy[offset : offset + n],
+      vmin=accuracy.min(),
+      vmax=accuracy.max(),
+      marker=markers[i % len(markers)],
+      label=variant,
+    )
   fig.colorbar(points, ax=ax, label="test accuracy (%)")
   ax.set_xscale("log")
   ax.set_yscale("log")
@@ -209,8 +227,11 @@ def plot_strength_vs_accuracy(results: Mapping[str, TrainResult], path: str | pa
   if len(accuracy) > 2 and np.ptp(accuracy) > 0:
     r_var = sps.pearsonr(variance, accuracy)
     r_fourth = sps.pearsonr(fourth, accuracy)
-    ax.set_title(f"σ²: r={r_var.statistic:.2f} ({format_p(r_var.pvalue)}); "
-                 f"μ₄: r={r_fourth.statistic:.2f} ({format_p(r_fourth.pvalue)})", fontsize=9)
+    ax.set_title(
+      f"σ²: r={r_var.statistic:.2f} ({format_p(r_var.pvalue)}); "
+      f"μ₄: r={r_fourth.statistic:.2f} ({format_p(r_fourth.pvalue)})",
+      fontsize=9,
+    )
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)
@@ -228,8 +249,14 @@ def plot_gradients(results: Mapping[str, TrainResult], path: str | pathlib.Path)
     mean = result.grad_abs.mean(0)  # (epochs, layers)
     epochs = np.arange(1, mean.shape[0] + 1)
     for layer, name in enumerate(result.layer_names):
-      ax.plot(epochs, mean[:, layer], styles[v % len(styles)], color=colors[layer % len(colors)], marker=".",
-              label=f"{name} ({variant})")
+      ax.plot(
+        epochs,
+        mean[:, layer],
+        styles[v % len(styles)],
+        color=colors[layer % len(colors)],
+        marker=".",
+        label=f"{name} ({variant})",
+      )
   ax.set_xscale("log")
   ax.set_yscale("log")
   ax.set_xlabel("epoch")

@@ -64,8 +64,9 @@ def summarize(x) -> Summary:
   (2.3333, 1.5275, 2.0, 1.0)
   """
   x = _as_samples(x, "x")
-  return Summary(float(np.mean(x)), float(np.std(x, ddof=1)), float(np.median(x)),
-                 float(sps.median_abs_deviation(x)), int(x.size))
+  return Summary(
+    float(np.mean(x)), float(np.std(x, ddof=1)), float(np.median(x)), float(sps.median_abs_deviation(x)), int(x.size)
+  )
 
 
 def _p_value(test, *args, **kwargs) -> float:
@@ -97,9 +98,9 @@ def compare(base, variant, *, equal_var: bool = False) -> Comparison:
     raise ValueError(f"base and variant must hold the same seeds, got {base.size} and {variant.size} values.")
   differences = variant - base
   return Comparison(
-      mean_difference=float(np.mean(differences)),
-      ttest=_p_value(sps.ttest_ind, variant, base, equal_var=equal_var),
-      kruskal=_p_value(sps.kruskal, variant, base),
-      paired_ttest=_p_value(sps.ttest_rel, variant, base),
-      wilcoxon=_p_value(sps.wilcoxon, variant, base),
+    mean_difference=float(np.mean(differences)),
+    ttest=_p_value(sps.ttest_ind, variant, base, equal_var=equal_var),
+    kruskal=_p_value(sps.kruskal, variant, base),
+    paired_ttest=_p_value(sps.ttest_rel, variant, base),
+    wilcoxon=_p_value(sps.wilcoxon, variant, base),
   )

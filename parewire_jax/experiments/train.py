@@ -132,7 +132,7 @@ def select_best_epoch(val_acc, test_acc) -> BestEpoch:
   test_acc = np.asarray(test_acc)
   if val_acc.ndim != 2 or val_acc.shape != test_acc.shape or val_acc.shape[1] < 1:
     raise ValueError(
-        f"val_acc and test_acc must have the same shape (seeds, epochs >= 1), got {val_acc.shape} and {test_acc.shape}."
+      f"val_acc and test_acc must have the same shape (seeds, epochs >= 1), got {val_acc.shape} and {test_acc.shape}."
     )
   best = np.argmax(val_acc, axis=1)  # argmax returns the first maximum
   return BestEpoch(best + 1, np.take_along_axis(test_acc, best[:, None], axis=1)[:, 0])
@@ -145,8 +145,11 @@ def seed_keys(seeds: Sequence[int]) -> Array:
 
 def _kernel_paths(params) -> list[tuple[str, Any]]:
   leaves = jax.tree_util.tree_flatten_with_path(params)[0]
-  return [(jax.tree_util.keystr(path, simple=True, separator="/"), leaf) for path, leaf in leaves
-          if getattr(path[-1], "key", None) == "kernel"]
+  return [
+    (jax.tree_util.keystr(path, simple=True, separator="/"), leaf)
+    for path, leaf in leaves
+    if getattr(path[-1], "key", None) == "kernel"
+  ]
 
 
 def kernels(params) -> dict[str, Any]:
@@ -183,9 +186,7 @@ def check_config(config: TrainConfig, num_train: int | None = None) -> None:
     raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}; got {config.optimizer!r}.")
   _check_positive_int(config.sync_period, "sync_period")
   if num_train is not None and config.batch_size > num_train:
-    raise ValueError(
-        f"batch_size ({config.batch_size}) exceeds the {num_train} training examples; lower batch_size."
-    )
+    raise ValueError(f"batch_size ({config.batch_size}) exceeds the {num_train} training examples; lower batch_size.")
 
 
 def epoch_cosine_schedule(learning_rate: float, epochs: int, steps_per_epoch: int) -> optax.Schedule:
@@ -229,8 +230,7 @@ def _padded_batches(x: np.ndarray, y: np.ndarray, batch_size: int):
   x = np.concatenate([x, np.zeros((pad,) + x.shape[1:], x.dtype)])
   y = np.concatenate([y, np.zeros(pad, y.dtype)])
   shape = (num_batches, batch_size)
-  return (jnp.asarray(x.reshape(shape + x.shape[1:])), jnp.asarray(y.reshape(shape)),
-          jnp.asarray(mask.reshape(shape)))
+  return (jnp.asarray(x.reshape(shape + x.shape[1:])), jnp.asarray(y.reshape(shape)), jnp.asarray(mask.reshape(shape)))
 
 
 def _apply(model: nn.Module, params, state, x, train: bool):
@@ -275,8 +275,10 @@ def _step_count_mask(opt_state_shapes):
 
 def _split_counts(mask, opt_state):
   """``(opt_state without its step counts, the step counts)``, ``None`` in the holes."""
-  return (jax.tree.map(lambda is_count, x: None if is_count else x, mask, opt_state),
-          jax.tree.map(lambda is_count, x: x if is_count else None, mask, opt_state))
+  return (
+    jax.tree.map(lambda is_count, x: None if is_count else x, mask, opt_state),
+    jax.tree.map(lambda is_count, x: x if is_count else None, mask, opt_state),
+  )
 
 
 def _merge_counts(mask, per_seed, counts):
@@ -312,8 +314,9 @@ def _make_functions(model: nn.Module, tx: optax.GradientTransformation, config: 
     updates, opt_state = tx.update(grads, _merge_counts(mask, opt_state, counts), params)
     params = optax.apply_updates(params, updates)
     opt_state, counts = _split_counts(mask, opt_state)
-    grad_abs = (jnp.stack([jnp.mean(jnp.abs(g)) for _, g in _kernel_paths(grads)])
-                if config.track_gradients else jnp.zeros(()))  # placeholder, dropped
+    grad_abs = (
+      jnp.stack([jnp.mean(jnp.abs(g)) for _, g in _kernel_paths(grads)]) if config.track_gradients else jnp.zeros(())
+    )  # placeholder, dropped
     return ((params, state, opt_state), (loss, acc, grad_abs)), counts
 
   train_step = _over_seeds(train_step_one, config.seeds_per_vmap, shared_output=True)
@@ -352,9 +355,12 @@ def _make_functions(model: nn.Module, tx: optax.GradientTransformation, config: 
 
   if config.optimizer == "laperm_adam":
     # Evaluate the exactly synchronised network (LaPerm §4 evaluates right after a sync).
-    evaluated_params = jax.jit(jax.vmap(
+    evaluated_params = jax.jit(
+      jax.vmap(
         lambda params, opt_state, counts: laperm_project(params, _merge_counts(mask, opt_state, counts)),
-        in_axes=(0, 0, None)))
+        in_axes=(0, 0, None),
+      )
+    )
   else:
     evaluated_params = lambda params, opt_state, counts: params
 
@@ -370,15 +376,15 @@ def epoch_batches(data_seed: int, epoch: int, num_train: int, batch_size: int) -
 
 
 def train_seeds(
-    model: nn.Module,
-    dataset,
-    seeds: Sequence[int],
-    config: TrainConfig = TrainConfig(),
-    *,
-    progress: Callable[[int], Any] | None = None,
-    inspect: Callable[[list[int], int, Any], Any] | None = None,
-    load_chunk: Callable[[list[int]], TrainResult | None] | None = None,
-    save_chunk: Callable[..., Any] | None = None,
+  model: nn.Module,
+  dataset,
+  seeds: Sequence[int],
+  config: TrainConfig = TrainConfig(),
+  *,
+  progress: Callable[[int], Any] | None = None,
+  inspect: Callable[[list[int], int, Any], Any] | None = None,
+  load_chunk: Callable[[list[int]], TrainResult | None] | None = None,
+  save_chunk: Callable[..., Any] | None = None,
 ) -> TrainResult:
   """Trains ``model`` from every init seed in ``seeds`` on ``dataset`` (§4.1).
 
@@ -427,20 +433,23 @@ def train_seeds(
 
   val = _padded_batches(dataset.x_val, dataset.y_val, config.eval_batch_size)
   test = _padded_batches(dataset.x_test, dataset.y_test, config.eval_batch_size)
-  batches = [jnp.asarray(epoch_batches(config.data_seed, e, num_train, config.batch_size))
-             for e in range(config.epochs)]
+  batches = [
+    jnp.asarray(epoch_batches(config.data_seed, e, num_train, config.batch_size)) for e in range(config.epochs)
+  ]
 
   chunk = config.seeds_per_chunk or len(seeds)
   results: list[TrainResult] = []
   for start in range(0, len(seeds), chunk):
-    chunk_seeds = seeds[start:start + chunk]
+    chunk_seeds = seeds[start : start + chunk]
     saved = load_chunk(chunk_seeds) if load_chunk is not None else None
     if saved is not None:
       saved_seeds = np.asarray(saved.seeds).tolist()
       if saved_seeds != chunk_seeds or np.shape(saved.val_acc) != (len(chunk_seeds), config.epochs):
-        raise ValueError(f"load_chunk returned seeds {saved_seeds} with curves of shape "
-                         f"{np.shape(saved.val_acc)}; expected seeds {chunk_seeds} and ({len(chunk_seeds)}, "
-                         f"{config.epochs}).")
+        raise ValueError(
+          f"load_chunk returned seeds {saved_seeds} with curves of shape "
+          f"{np.shape(saved.val_acc)}; expected seeds {chunk_seeds} and ({len(chunk_seeds)}, "
+          f"{config.epochs})."
+        )
       results.append(saved)
       if progress is not None:
         progress(config.epochs)
@@ -448,11 +457,13 @@ def train_seeds(
     started = time.perf_counter()
     padded = chunk_seeds + [chunk_seeds[-1]] * (chunk - len(chunk_seeds))
     params, state, opt_state, counts, variance, fourth = init(seed_keys(padded), x_train[:1])
-    record: dict[str, list] = {k: [] for k in ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss",
-                                               "test_acc", "grad_abs")}
+    record: dict[str, list] = {
+      k: [] for k in ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "grad_abs")
+    }
     for e in range(config.epochs):
       ((params, state, opt_state), counts), loss, acc, grad_abs = epoch(
-          ((params, state, opt_state), counts), x_train, y_train, batches[e])
+        ((params, state, opt_state), counts), x_train, y_train, batches[e]
+      )
       record["train_loss"].append(loss)
       record["train_acc"].append(acc)
       record["grad_abs"].append(grad_abs)
@@ -462,16 +473,23 @@ def train_seeds(
         record[f"{split}_loss"].append(split_loss)
         record[f"{split}_acc"].append(split_acc)
       if inspect is not None:
-        inspect(chunk_seeds, e, jax.tree.map(lambda x: x[:len(chunk_seeds)], evaluated))
+        inspect(chunk_seeds, e, jax.tree.map(lambda x: x[: len(chunk_seeds)], evaluated))
       if progress is not None:
         progress(1)
     keep = len(chunk_seeds)
     curves = {k: np.stack([np.asarray(v) for v in vals], axis=1)[:keep] for k, vals in record.items()}
     grad_abs = curves.pop("grad_abs") if config.track_gradients else None
     curves.pop("grad_abs", None)
-    results.append(TrainResult(seeds=np.asarray(chunk_seeds), grad_abs=grad_abs, layer_names=layer_names,
-                               init_mean_variance=np.asarray(variance)[:keep],
-                               init_mean_fourth_moment=np.asarray(fourth)[:keep], **curves))
+    results.append(
+      TrainResult(
+        seeds=np.asarray(chunk_seeds),
+        grad_abs=grad_abs,
+        layer_names=layer_names,
+        init_mean_variance=np.asarray(variance)[:keep],
+        init_mean_fourth_moment=np.asarray(fourth)[:keep],
+        **curves,
+      )
+    )
     if save_chunk is not None:
       save_chunk(results[-1], seconds=time.perf_counter() - started)
   return concatenate_results(results)
@@ -483,6 +501,9 @@ def concatenate_results(results: Sequence[TrainResult]) -> TrainResult:
     raise ValueError("results must be a non-empty sequence of chunks of one model (same layer_names).")
   if len({r.grad_abs is None for r in results}) != 1:
     raise ValueError("results must all have grad_abs, or all not have it.")
-  joined = {field: None if getattr(results[0], field) is None else np.concatenate([getattr(r, field) for r in results])
-            for field in TrainResult._fields if field != "layer_names"}
+  joined = {
+    field: None if getattr(results[0], field) is None else np.concatenate([getattr(r, field) for r in results])
+    for field in TrainResult._fields
+    if field != "layer_names"
+  }
   return TrainResult(layer_names=results[0].layer_names, **joined)
