@@ -157,7 +157,7 @@ def largest_chunk_memory(args) -> dict:
   size = max(sizes)
   stack = jax.ShapeDtypeStruct((size, n_in, n_out), jnp.dtype(args.dtype))
   keys = jax.random.split(jax.random.key(0), size)
-  analysis = pw_tree._rewire_stack.lower(keys, stack, passes=pw.rewiring.PASSES, offset=1.0).compile().memory_analysis()
+  analysis = pw.rewiring.rewire_stack.lower(keys, stack, passes=("in", "out"), offset=1.0).compile().memory_analysis()
   return {
     "chunk_bytes": size * n_in * n_out * jnp.dtype(args.dtype).itemsize,
     "scan_bytes": analysis.argument_size_in_bytes + analysis.output_size_in_bytes + analysis.temp_size_in_bytes,

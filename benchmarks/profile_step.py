@@ -34,7 +34,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from bench_scaling import best_time  # noqa: E402  (this script's folder is on sys.path)
 
 import parewire_jax as pw  # noqa: E402
-from parewire_jax import rewiring  # noqa: E402
+from parewire_jax import sorting  # noqa: E402
 
 
 def chained(step_work):
@@ -43,7 +43,7 @@ def chained(step_work):
   def run(key, w):
     n = w.shape[0]
     keys = jax.random.split(key, n - 1)
-    columns = rewiring._sortable_bits(w.T[1:])
+    columns = sorting.to_sortable_bits(w.T[1:])
 
     def step(carry, inputs):
       step_key, column = inputs
@@ -69,8 +69,8 @@ def _permutation(carry):
 ROWS = {
   "loop": lambda carry, key, column: column,
   "gumbel": lambda carry, key, column: _bits(jax.random.gumbel(key, carry.shape, jnp.float32)),
-  "argsort pairs": lambda carry, key, column: rewiring._stable_argsort_pairs(column ^ carry),
-  "argsort packed": lambda carry, key, column: rewiring._stable_argsort_packed(column ^ carry),
+  "argsort pairs": lambda carry, key, column: sorting.stable_argsort_pairs(column ^ carry),
+  "argsort packed": lambda carry, key, column: sorting.stable_argsort_packed(column ^ carry),
   "scatter": lambda carry, key, column: jnp.zeros_like(column).at[_permutation(carry)].set(column, unique_indices=True),
 }
 

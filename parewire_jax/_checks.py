@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Sequence
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
-PASSES = ("in", "out")
+Pass = Literal["in", "out"]
+PASSES: tuple[Pass, ...] = ("in", "out")
 
 T = TypeVar("T")
 
@@ -39,6 +40,25 @@ def check_int(value: Any, name: str, *, minimum: int = 1, allow_none: bool = Fal
   return int(value)
 
 
+def check_scalar_int(value: Any, name: str, *, minimum: int = 1) -> None:
+  """An integer scalar ``>= minimum``: a Python or NumPy int or a 0-d integer array.
+
+  A traced value (e.g. injected by ``optax.inject_hyperparams``) cannot be
+  checked at trace time and passes.
+  """
+  if isinstance(value, jax.core.Tracer):
+    return
+  array = np.asarray(value)
+  if (
+    array.shape != ()
+    or isinstance(value, bool)
+    or array.dtype == np.bool_
+    or not np.issubdtype(array.dtype, np.integer)
+    or array < minimum
+  ):
+    raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
+
+
 def check_choice(value: T, allowed: Sequence[T], name: str) -> T:
   """``value`` if it is one of ``allowed``.
 
@@ -50,7 +70,7 @@ def check_choice(value: T, allowed: Sequence[T], name: str) -> T:
   return value
 
 
-def check_passes(passes: Sequence[str]) -> tuple[str, ...]:
+def check_passes(passes: Sequence[str]) -> tuple[Pass, ...]:
   """Validates a sequence of pass names and returns it as a tuple."""
   if isinstance(passes, str):
     raise ValueError(
@@ -59,10 +79,8 @@ def check_passes(passes: Sequence[str]) -> tuple[str, ...]:
   passes = tuple(passes)
   unknown = [p for p in passes if p not in PASSES]
   if unknown:
-    raise ValueError(
-      f"passes={passes!r} contains unknown pass name(s) {unknown}; each pass must be one of {PASSES}."
-    )
-  return passes
+    raise ValueError(f"passes={passes!r} contains unknown pass name(s) {unknown}; each pass must be one of {PASSES}.")
+  return passes  # type: ignore[return-value]  # every name was checked against PASSES
 
 
 def check_offset(offset: float) -> float:
@@ -121,3 +139,25 @@ def as_typed_key(key: Any, name: str = "key") -> Array:
     f"{name} must be a single PRNG key (jax.random.key(seed) or a legacy jax.random.PRNGKey(seed)), "
     f"got {type(key).__name__} with shape {getattr(key, 'shape', None)} and dtype {getattr(key, 'dtype', None)}."
   )
+
+
+def _is_axis_spec(spec: Any) -> bool:
+  if isinstance(spec, bool):
+    return False
+  if isinstance(spec, int):
+    return True
+  return (
+    isinstance(spec, Sequence)
+    and not isinstance(spec, str)
+    and all(isinstance(a, int) and not isinstance(a, bool) for a in spec)
+  )
+
+
+def check_axes(spec: Any, name: str, *, allow_none: bool = False, allow_callable: bool = False) -> None:
+  """An int or a sequence of ints (or ``None`` / a callable where allowed); ranges are checked later."""
+  if (allow_callable and callable(spec)) or _is_axis_spec(spec) or (allow_none and spec is None):
+    return
+  expected = (
+    ["None"] * allow_none + ["an int", "a sequence of ints"] + ["a callable (path, leaf) -> axes"] * allow_callable
+  )
+  raise ValueError(f"{name} must be {', '.join(expected[:-1])} or {expected[-1]}; got {spec!r}.")

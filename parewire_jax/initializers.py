@@ -17,13 +17,16 @@ paired "same seeds" comparison of §4.1). Rewiring uses
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 from jax import Array, lax
+from jax.typing import DTypeLike
 
+from parewire_jax._checks import PASSES, Pass, as_typed_key, check_floating, check_int, check_offset, check_passes
 from parewire_jax.axes import AxisSpec, as_matrices, from_matrices, matrix_layout
-from parewire_jax.rewiring import PASSES, check_floating, check_offset, check_passes, explicit_sharding, rewire
+from parewire_jax.rewiring import explicit_sharding, rewire
 from parewire_jax.strength import strength_stats
 
 Initializer = jax.nn.initializers.Initializer
@@ -37,14 +40,16 @@ def rewiring_key(key: Array) -> Array:
   return jax.random.fold_in(key, _REWIRING_SALT)
 
 
-def _call_base(base_init: Initializer, key: Array, shape, dtype, out_sharding) -> Array:
+def _call_base(
+  base_init: Initializer, key: Array, shape: Sequence[int], dtype: DTypeLike | None, out_sharding: Any
+) -> Array:
   kwargs = {} if out_sharding is None else {"out_sharding": out_sharding}
   if dtype is None:
     return base_init(key, shape, **kwargs)  # keep the base initializer's own default dtype
   return base_init(key, shape, dtype, **kwargs)
 
 
-def _check_base_output(w, shape) -> None:
+def _check_base_output(w: Any, shape: Sequence[int]) -> None:
   if tuple(w.shape) != tuple(shape):
     raise ValueError(f"base_init returned shape {tuple(w.shape)} for requested shape {tuple(shape)}.")
   check_floating(w.dtype)
@@ -55,7 +60,7 @@ def rewired(
   *,
   out_axis: AxisSpec = -1,
   batch_axis: AxisSpec = (),
-  passes: Sequence[str] = PASSES,
+  passes: Sequence[Pass] = PASSES,
   offset: float = 1.0,
 ) -> Initializer:
   """An initializer that PA-rewires the output of ``base_init`` (§3.3).
@@ -92,8 +97,9 @@ def rewired(
   passes = check_passes(passes)
   offset = check_offset(offset)
 
-  def init(key: Array, shape, dtype=None, out_sharding=None) -> Array:
-    matrix_layout(shape, out_axis, batch_axis)  # fail on bad shapes before drawing
+  def init(key: Array, shape: Sequence[int], dtype: DTypeLike | None = None, out_sharding: Any = None) -> Array:
+    as_typed_key(key)  # fail on a bad key before drawing; base_init still gets key itself
+    matrix_layout(shape, out_axis, batch_axis)
     w = _call_base(base_init, key, shape, dtype, out_sharding)
     _check_base_output(w, shape)
     w = rewire(rewiring_key(key), w, out_axis=out_axis, batch_axis=batch_axis, passes=passes, offset=offset)
@@ -113,14 +119,11 @@ def _strength_variance_search(
   draw_batch_size: int | None,
   maximize: bool,
 ) -> Initializer:
-  if isinstance(num_draws, bool) or not isinstance(num_draws, int) or num_draws < 1:
-    raise ValueError(f"num_draws must be a positive int, got {num_draws!r}.")
-  if draw_batch_size is not None and (
-    isinstance(draw_batch_size, bool) or not isinstance(draw_batch_size, int) or draw_batch_size < 1
-  ):
-    raise ValueError(f"draw_batch_size must be None or a positive int, got {draw_batch_size!r}.")
+  check_int(num_draws, "num_draws")
+  check_int(draw_batch_size, "draw_batch_size", allow_none=True)
 
-  def init(key: Array, shape, dtype=None, out_sharding=None) -> Array:
+  def init(key: Array, shape: Sequence[int], dtype: DTypeLike | None = None, out_sharding: Any = None) -> Array:
+    as_typed_key(key)
     layout = matrix_layout(shape, out_axis, batch_axis)
     keys = jax.random.split(key, num_draws)
 

@@ -1,7 +1,9 @@
 """Preferential-attachment (PA) rewiring, Algorithm 1 of Scabini et al. (2022).
 
-The algorithm lives here, once. Everything else (initializers, whole-tree
-rewiring, experiments) calls :func:`pa_rewire` or :func:`rewire`.
+The algorithm lives here, once: :func:`rewire_stack` rewires a stack of
+matrices with their keys, and every entry point (:func:`pa_rewire`,
+:func:`rewire`, :func:`parewire_jax.rewired`, :func:`parewire_jax.rewire_params`)
+validates its arguments once and calls it.
 
 Algorithm 1 (§3.3) on a matrix ``W`` of shape ``(n_in, n_out)``: column 0 keeps
 its order; for each later column ``t`` the running input strengths
@@ -26,13 +28,12 @@ Implementation notes (why it is shaped like this):
   the ``lax.scan``; each step then does one O(n log n) argsort, a scatter and a
   strength update. The scan carries the sorted copy and overwrites one column
   per step in place, so a pass needs one working buffer the size of the matrix
-  (two during the transpose between passes; XLA:CPU's memory analysis of
-  both passes: temporaries = 2× the matrix, 3× before this layout).
-* All sorts run on integer bit patterns (an order-preserving bit-cast), which
-  is exact and, on the CPU, several times faster than XLA's float comparator.
-  On the CPU the per-step argsort is two single-operand int32 sorts (see
-  :func:`_stable_argsort_packed`); elsewhere a key–index pair sort. Both return
-  the same stable argsort, so results do not depend on the platform.
+  (two during the transpose between passes; ``tests/test_rewiring.py`` pins
+  this down on XLA's memory analysis).
+* All sorts run on integer bit patterns (:mod:`parewire_jax.sorting`), which
+  is exact and, on the CPU, faster than XLA's float comparator. The per-step
+  argsort computes the same stable argsort on every platform, so results do
+  not depend on it.
 * The output is assembled by scattering each sorted column into the drawn
   positions, so it is a permutation of the input bit for bit; NaN, Inf and
   signed zeros are moved like any other value, never produced or dropped.
@@ -41,158 +42,43 @@ Implementation notes (why it is shaped like this):
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import Array, lax
+from jax.sharding import Sharding
 
-from parewire_jax.axes import AxisSpec, as_matrices, from_matrices
-
-PASSES = ("in", "out")
-
-
-def check_passes(passes: Sequence[str]) -> tuple[str, ...]:
-  """Validates a sequence of pass names and returns it as a tuple."""
-  if isinstance(passes, str):
-    raise ValueError(
-      f"passes must be a sequence of pass names, got the string {passes!r}; write ({passes!r},) for a single pass."
-    )
-  passes = tuple(passes)
-  unknown = [p for p in passes if p not in PASSES]
-  if unknown:
-    raise ValueError(f"passes={passes!r} contains unknown pass name(s) {unknown}; each pass must be one of {PASSES}.")
-  return passes
+from parewire_jax._checks import PASSES, Pass, as_typed_key, check_array, check_floating, check_offset, check_passes
+from parewire_jax.axes import AxisSpec, as_matrices, from_matrices, matrix_layout
+from parewire_jax.sorting import from_sortable_bits, stable_argsort, to_sortable_bits
 
 
-def check_offset(offset: float) -> float:
-  """Validates Eq. 5's additive constant (the paper uses 1)."""
-  try:
-    value = float(offset)
-  except (TypeError, jax.errors.ConcretizationTypeError) as e:
-    raise ValueError(f"offset must be a positive Python number, got {offset!r}.") from e
-  if not value > 0 or value != value or value == float("inf"):
-    raise ValueError(f"offset must be a finite number > 0, got {offset!r}.")
-  return value
-
-
-def check_floating(dtype, name: str = "dtype") -> None:
-  if not jnp.issubdtype(dtype, jnp.floating):
-    raise ValueError(
-      f"{name} must be a real floating dtype (float16, bfloat16, float32, float64), got {jnp.dtype(dtype).name}."
-    )
-
-
-def as_typed_key(key) -> Array:
-  """Validates a single PRNG key; a legacy raw key becomes the typed key with the same bits.
-
-  Accepts a typed key (``jax.random.key``) or a legacy ``uint32`` key
-  (``jax.random.PRNGKey``). Typed keys let legacy-key calls share compiled code
-  with typed-key calls; every derived key (splits, folds) has the same bits
-  either way.
-  """
-  if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-    if key.shape == ():
-      return key
-  elif isinstance(key, (jax.Array, np.ndarray)) and key.dtype == jnp.uint32 and key.ndim == 1:
-    try:
-      return jax.random.wrap_key_data(key)  # e.g. jax.random.PRNGKey(0)
-    except (TypeError, ValueError):
-      pass  # not the default implementation's key shape
-  raise ValueError(
-    "key must be a single PRNG key (jax.random.key(seed) or a legacy jax.random.PRNGKey(seed)), "
-    f"got {type(key).__name__} with shape {getattr(key, 'shape', None)} and dtype {getattr(key, 'dtype', None)}."
-  )
-
-
-def check_array(x, name: str) -> None:
-  if not (hasattr(x, "shape") and hasattr(x, "dtype")):
-    raise ValueError(f"{name} must be a JAX or NumPy array, got {type(x).__name__}.")
-
-
-def explicit_sharding(x):
+def explicit_sharding(x: Array) -> Sharding | None:
   """``x``'s sharding if its type carries one (mesh axes of type Explicit), else None."""
   sharding = getattr(jax.typeof(x), "sharding", None)
   spec = getattr(sharding, "spec", ())
   return sharding if any(s is not None for s in spec) else None
 
 
-def _sortable_bits(x: Array) -> Array:
-  """Order-preserving map from floats to same-width signed integers.
+def _keeping_explicit_sharding(fn: Callable[[Array, Array], Array], key: Array, x: Array) -> Array:
+  """``fn(key, x)``; on auto axes when ``x`` is typed with Explicit mesh axes.
 
-  Non-negative floats already order like their bit patterns; for negative ones
-  the magnitude bits are flipped. The map is an involution on the bits (the
-  sign bit is unchanged), so :func:`_from_sortable_bits` uses it again. NaNs
-  land beyond ±Inf according to their sign bit, which only matters in that
-  every value is still moved, never lost.
+  Explicit mesh axes type every intermediate, and sorting along a sharded axis
+  is then an error: the SPMD partitioner places the work instead, and the
+  result keeps ``x``'s sharding.
   """
-  int_dtype = jnp.dtype(f"int{jnp.finfo(x.dtype).bits}")
-  bits = lax.bitcast_convert_type(x, int_dtype)
-  magnitude = jnp.array(jnp.iinfo(int_dtype).max, int_dtype)
-  sign = lax.shift_right_arithmetic(bits, jnp.array(jnp.finfo(x.dtype).bits - 1, int_dtype))
-  return bits ^ (sign & magnitude)
+  sharding = explicit_sharding(x)
+  if sharding is None:
+    return fn(key, x)
+  return jax.sharding.auto_axes(fn, out_sharding=sharding)(key, x)
 
 
-def _from_sortable_bits(bits: Array, dtype) -> Array:
-  magnitude = jnp.array(jnp.iinfo(bits.dtype).max, bits.dtype)
-  sign = lax.shift_right_arithmetic(bits, jnp.array(jnp.iinfo(bits.dtype).bits - 1, bits.dtype))
-  return lax.bitcast_convert_type(bits ^ (sign & magnitude), dtype)
-
-
-def sort_exact(x: Array) -> Array:
-  """Sorts ``x`` ascending along its last axis by bit pattern (exact, fast).
-
-  Orders like ``jnp.sort`` for all non-NaN values (``-0.0`` before ``+0.0``);
-  the result is a permutation of ``x`` bit for bit.
-  """
-  return _from_sortable_bits(lax.sort(_sortable_bits(x)), x.dtype)
-
-
-def _stable_argsort_pairs(bits: Array) -> Array:
-  iota = lax.broadcasted_iota(jnp.int32, bits.shape, bits.ndim - 1)
-  return lax.sort((bits, iota), num_keys=1, is_stable=True)[1]
-
-
-def _stable_argsort_packed(bits: Array) -> Array:
-  """Stable argsort of int32 keys with two single-operand int32 sorts.
-
-  XLA:CPU sorts one int32 operand several times faster than a key–index pair.
-  First sort the keys; each key's rank among smaller keys (a binary search)
-  fits in ``b = ceil(log2 n)`` bits, so ``rank << b | index`` is a unique int32
-  whose sorted order is exactly the stable argsort, read from its low bits.
-  """
-  n = bits.shape[-1]
-  b = max(1, (n - 1).bit_length())
-  if 2 * b > 31:
-    return _stable_argsort_pairs(bits)
-  rank = jnp.searchsorted(lax.sort(bits), bits, side="left", method="scan")
-  iota = lax.broadcasted_iota(jnp.int32, bits.shape, bits.ndim - 1)
-  packed = lax.sort(lax.shift_left(rank.astype(jnp.int32), jnp.int32(b)) | iota)
-  return packed & jnp.int32((1 << b) - 1)
-
-
-def stable_argsort(x: Array) -> Array:
-  """Stable ascending argsort along the last axis, by exact bit-pattern order.
-
-  Orders like ``numpy.argsort(x, kind="stable")`` for non-NaN values, with
-  ``-0.0`` before ``+0.0``. The result is the same on every platform; only the
-  way it is computed differs (see :func:`_stable_argsort_packed`).
-  """
-  if jnp.finfo(x.dtype).bits > 32:
-    return _stable_argsort_pairs(_sortable_bits(x))
-  bits = _sortable_bits(x.astype(jnp.float32))  # exact for 16-bit floats
-  packed = _stable_argsort_packed
-  for _ in range(bits.ndim - 1):
-    packed = jax.vmap(packed)  # searchsorted is 1-D
-  return lax.platform_dependent(bits, cpu=packed, default=_stable_argsort_pairs)
-
-
-def _rewire_rows(key: Array, rows: Array, dtype, offset: float) -> Array:
+def _rewire_rows(key: Array, rows: Array, dtype: jnp.dtype, offset: float) -> Array:
   """Pass "in" of Algorithm 1 with the matrix's columns as the rows of ``rows``.
 
   ``rows[t]`` holds the weights of output neuron ``t`` over the inputs, as
-  sortable bits (:func:`_sortable_bits`). Row 0 keeps its order; every later
+  sortable bits (:func:`parewire_jax.sorting.to_sortable_bits`). Row 0 keeps its order; every later
   row is sorted once, outside the scan, and then rewired in place: the scan
   carries the whole matrix and overwrites row ``t`` at step ``t``, so the only
   working buffer is the sorted copy (no stacked scan output, no concatenation).
@@ -205,7 +91,7 @@ def _rewire_rows(key: Array, rows: Array, dtype, offset: float) -> Array:
   acc_dtype = jnp.promote_types(dtype, jnp.float32)
 
   def values(row_bits):
-    return _from_sortable_bits(row_bits, dtype).astype(acc_dtype)
+    return from_sortable_bits(row_bits, dtype).astype(acc_dtype)
 
   first = rows[0]
   working = lax.sort(rows).at[0].set(first)  # every later row ascending; hoisted out of the scan
@@ -227,11 +113,45 @@ def _rewire_rows(key: Array, rows: Array, dtype, offset: float) -> Array:
   return working
 
 
+def _rewire_matrix(key: Array, w: Array, passes: tuple[Pass, ...], offset: float) -> Array:
+  """The passes of Algorithm 1 on one ``(n_in, n_out)`` matrix, with its key.
+
+  Pass ``"in"`` permutes the columns of ``w``, pass ``"out"`` its rows;
+  :func:`_rewire_rows` works on rows, so ``w`` is transposed only when the
+  next pass needs the other view.
+  """
+  bits, transposed = to_sortable_bits(w), False
+  for pass_key, name in zip(jax.random.split(key, len(passes)), passes, strict=True):
+    if transposed != (name == "in"):
+      bits, transposed = bits.T, not transposed
+    bits = _rewire_rows(pass_key, bits, w.dtype, offset)
+  return from_sortable_bits(bits.T if transposed else bits, w.dtype)
+
+
+@functools.partial(jax.jit, static_argnames=("passes", "offset"))
+def rewire_stack(keys: Array, matrices: Array, *, passes: tuple[Pass, ...], offset: float) -> Array:
+  """The engine behind every entry point: rewires a ``(batch, n_in, n_out)`` stack.
+
+  Matrix ``b`` is rewired with ``keys[b]`` (a typed key array of shape
+  ``(batch,)``); pass ``j`` uses ``jax.random.split(keys[b], len(passes))[j]``.
+  A stack of several matrices runs as one ``vmap``-ed scan per pass. Internal:
+  arguments are not validated here; :func:`pa_rewire`, :func:`rewire` and
+  :func:`parewire_jax.rewire_params` check them once and call this. Jitted, so
+  eager callers (e.g. nnx modules built outside ``jit``) compile once per
+  shape.
+  """
+  if matrices.size == 0 or not passes:
+    return matrices
+  if matrices.shape[0] == 1:
+    return _rewire_matrix(keys[0], matrices[0], passes, offset)[None]
+  return jax.vmap(functools.partial(_rewire_matrix, passes=passes, offset=offset))(keys, matrices)
+
+
 def pa_rewire(
   key: Array,
   matrix: Array,
   *,
-  passes: Sequence[str] = PASSES,
+  passes: Sequence[Pass] = PASSES,
   offset: float = 1.0,
 ) -> Array:
   """PA-rewires a ``(n_in, n_out)`` weight matrix (Algorithm 1, §3.3).
@@ -256,6 +176,10 @@ def pa_rewire(
     are moved like any other weight, so nothing is lost, but they make the
     strengths non-finite and the subsequent draws uniform-by-index.
 
+  Raises:
+    ValueError: for a bad ``key``, ``passes`` or ``offset``, or a ``matrix``
+      that is not a 2-D floating array.
+
   >>> import jax, jax.numpy as jnp
   >>> w = jax.random.normal(jax.random.key(0), (256, 256))
   >>> r = pa_rewire(jax.random.key(1), w)
@@ -275,25 +199,11 @@ def pa_rewire(
   check_floating(matrix.dtype, "matrix.dtype")
   if matrix.size == 0 or not passes:
     return matrix
-  sharding = explicit_sharding(matrix)
-  if sharding is not None:
-    # Explicit mesh axes type every intermediate, and sorting along a sharded
-    # axis is then an error: let the SPMD partitioner place the work.
-    return jax.sharding.auto_axes(lambda k, m: _pa_rewire(k, m, passes, offset), out_sharding=sharding)(key, matrix)
-  return _pa_rewire(key, matrix, passes, offset)
 
+  def run(k: Array, m: Array) -> Array:
+    return rewire_stack(k[None], m[None], passes=passes, offset=offset)[0]
 
-@functools.partial(jax.jit, static_argnums=(2, 3))
-def _pa_rewire(key: Array, w: Array, passes: tuple[str, ...], offset: float) -> Array:
-  # jit so that eager calls (e.g. nnx modules built outside jit) compile once per shape.
-  # Pass "in" permutes the columns of w, pass "out" its rows; _rewire_rows works
-  # on rows, so w is transposed only when the next pass needs the other view.
-  bits, transposed = _sortable_bits(w), False
-  for pass_key, name in zip(jax.random.split(key, len(passes)), passes):
-    if transposed != (name == "in"):
-      bits, transposed = bits.T, not transposed
-    bits = _rewire_rows(pass_key, bits, w.dtype, offset)
-  return _from_sortable_bits(bits.T if transposed else bits, w.dtype)
+  return _keeping_explicit_sharding(run, key, matrix)
 
 
 def rewire(
@@ -302,7 +212,7 @@ def rewire(
   *,
   out_axis: AxisSpec = -1,
   batch_axis: AxisSpec = (),
-  passes: Sequence[str] = PASSES,
+  passes: Sequence[Pass] = PASSES,
   offset: float = 1.0,
 ) -> Array:
   """PA-rewires an array of any rank ≥ 2, viewed as matrices (§3.1).
@@ -315,6 +225,20 @@ def rewire(
   ``w``; with batch axes matrix ``b`` (row-major over the batch axes) uses
   ``jax.random.split(key, num_matrices)[b]``.
 
+  Args:
+    key: a PRNG key, as in :func:`pa_rewire`.
+    x: a floating array of rank ≥ 2.
+    out_axis: axis or axes of the output neurons (Flax kernels: ``-1``).
+    batch_axis: axes indexing independent matrices (stacked layers).
+    passes, offset: as in :func:`pa_rewire`.
+
+  Returns:
+    A bit-exact permutation of ``x`` with the same shape, dtype and sharding.
+
+  Raises:
+    ValueError: as :func:`pa_rewire`, and for axes that do not fit ``x``
+      (see :func:`parewire_jax.matrix_layout`).
+
   >>> import jax
   >>> kernel = jax.random.normal(jax.random.key(0), (3, 3, 8, 16))
   >>> rewire(jax.random.key(1), kernel).shape
@@ -324,24 +248,14 @@ def rewire(
   offset = check_offset(offset)
   key = as_typed_key(key)
   check_array(x, "x")
-  sharding = explicit_sharding(x)
-  if sharding is not None:
-    # As in pa_rewire: reshapes, sorts and the vmap over matrices run on auto
-    # axes; the result keeps x's sharding.
-    return jax.sharding.auto_axes(
-      functools.partial(rewire, out_axis=out_axis, batch_axis=batch_axis, passes=passes, offset=offset),
-      out_sharding=sharding,
-    )(key, x)
-  matrices, layout = as_matrices(x, out_axis, batch_axis)
+  matrix_layout(x.shape, out_axis, batch_axis)
   check_floating(x.dtype, "x.dtype")
-  if x.size == 0:
+  if x.size == 0 or not passes:
     return x
 
-  def rewire_one(k, m):
-    return pa_rewire(k, m, passes=passes, offset=offset)
+  def run(k: Array, x: Array) -> Array:
+    matrices, layout = as_matrices(x, out_axis, batch_axis)
+    keys = jax.random.split(k, layout.num_matrices) if layout.batch_axes else k[None]
+    return from_matrices(rewire_stack(keys, matrices, passes=passes, offset=offset), layout)
 
-  if not layout.batch_axes:
-    rewired = rewire_one(key, matrices[0])[None]
-  else:
-    rewired = jax.vmap(rewire_one)(jax.random.split(key, layout.num_matrices), matrices)
-  return from_matrices(rewired, layout)
+  return _keeping_explicit_sharding(run, key, x)

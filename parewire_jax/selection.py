@@ -12,8 +12,9 @@ rewiring, LaPerm, pruning and ranking distances; any floating array for
 :func:`parewire_jax.weight_deviation`. So ``where`` only ever narrows, and can
 be written about names alone (``lambda path, x: "embed" not in
 jax.tree_util.keystr(path)``): a bias it also matches is left alone, not an
-error. ``where`` runs once per leaf at trace time and must return a Python
-bool. Unselected leaves are returned as the very same objects.
+error. ``where`` is called only on the leaves the operation can act on, once
+each, at trace time, and must return a Python bool. Unselected leaves are
+returned as the very same objects.
 """
 
 from __future__ import annotations
@@ -81,13 +82,15 @@ def select(tree: Any, where: Where | None = None, *, eligible: Where = is_weight
   where = check_where(where)
 
   def choose(path: KeyPath, leaf: Any) -> bool:
+    if not eligible(path, leaf):
+      return False  # where never sees a leaf the operation cannot act on
     chosen = where(path, leaf)
     if not isinstance(chosen, (bool, np.bool_)):
       raise ValueError(
         "where must return a Python bool (it runs at trace time, once per leaf); got "
         f"{type(chosen).__name__} for leaf {jax.tree_util.keystr(path)}."
       )
-    return bool(chosen) and eligible(path, leaf)
+    return bool(chosen)
 
   return jax.tree_util.tree_map_with_path(choose, tree)
 

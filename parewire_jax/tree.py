@@ -4,10 +4,11 @@ The paper rewires every layer of a network at initialisation (§3.3, §4.1).
 :func:`rewire_params` does that for any pytree of parameters (a plain dict,
 Flax linen variables, an ``nnx.State``, an Equinox module) in three steps:
 
-1. **Select.** Every floating leaf with ``ndim >= 2`` for which
-   ``where(path, leaf)`` holds is viewed as ``(batch, n_in, n_out)`` matrices
-   with :func:`parewire_jax.as_matrices`; every other leaf is returned as the
-   same object.
+1. **Select.** The weight matrices (floating leaves with ``ndim >= 2``) for
+   which ``where(path, leaf)`` holds, by the package's one selection rule
+   (:mod:`parewire_jax.selection`), are viewed as ``(batch, n_in, n_out)``
+   matrices with :func:`parewire_jax.as_matrices`; every other leaf is
+   returned as the same object.
 2. **Key.** A leaf's key is :func:`leaf_key` ``(key, path)``, folded from a
    stable hash of the leaf's path, so a leaf's result depends only on
    ``key``, its path and its value: not on the rest of the tree, its order,
@@ -15,28 +16,27 @@ Flax linen variables, an ``nnx.State``, an Equinox module) in three steps:
    ``jax.random.split(leaf_key(key, path), num_matrices)[b]``, exactly as
    :func:`parewire_jax.rewire` does.
 3. **Group.** Matrices of equal ``(n_in, n_out, dtype)`` are stacked and
-   rewired by one ``vmap``-ed :func:`parewire_jax.pa_rewire` scan, in chunks
-   of at most ``max_group_bytes``. One jitted function is compiled per
+   rewired by the one engine, :func:`parewire_jax.rewiring.rewire_stack` (a
+   ``vmap``-ed scan), in chunks of at most ``max_group_bytes``. One jitted function is compiled per
    ``(n_in, n_out, dtype, chunk size)`` and reused, so a 32-layer transformer
    compiles as many scans as it has distinct matrix shapes, not 224.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import Array
 
+from parewire_jax._checks import PASSES, Pass, as_typed_key, check_axes, check_int, check_offset, check_passes
 from parewire_jax.axes import AxisSpec, MatrixLayout, as_matrices, from_matrices, matrix_layout
-from parewire_jax.rewiring import PASSES, as_typed_key, check_offset, check_passes, pa_rewire
+from parewire_jax.rewiring import rewire_stack
+from parewire_jax.selection import KeyPath, Where, check_where, select
 
-KeyPath = tuple[Any, ...]
 AxesFn = Callable[[KeyPath, Array], AxisSpec | None]
 
 # Used when the device does not report its memory (e.g. the CPU backend).
@@ -78,55 +78,13 @@ class _LeafMatrices(NamedTuple):
   keys: Array  # (num_matrices,) keys, matrix b's key at b
 
 
-def _is_axis_spec(spec) -> bool:
-  if isinstance(spec, bool):
-    return False
-  if isinstance(spec, int):
-    return True
-  return (
-    isinstance(spec, Sequence)
-    and not isinstance(spec, str)
-    and all(isinstance(a, int) and not isinstance(a, bool) for a in spec)
-  )
-
-
-def _check_axes_arg(spec, name: str, allow_none: bool, allow_callable: bool = True) -> None:
-  if (allow_callable and callable(spec)) or _is_axis_spec(spec) or (allow_none and spec is None):
-    return
-  expected = (
-    ["None"] * allow_none + ["an int", "a sequence of ints"] + ["a callable (path, leaf) -> axes"] * allow_callable
-  )
-  raise ValueError(f"{name} must be {', '.join(expected[:-1])} or {expected[-1]}; got {spec!r}.")
-
-
-def _check_max_group_bytes(max_group_bytes) -> None:
-  if max_group_bytes is None:
-    return
-  if isinstance(max_group_bytes, bool) or not isinstance(max_group_bytes, int) or max_group_bytes < 1:
-    raise ValueError(f"max_group_bytes must be None or a positive int, got {max_group_bytes!r}.")
-
-
-def is_weight_matrix(path: KeyPath, leaf) -> bool:
-  """The default leaf selection: every floating array with ``ndim >= 2``.
-
-  Biases, norms, integer leaves and non-array leaves (e.g. an Equinox module's
-  activation function) are left out. Used by :func:`rewire_params` and LaPerm.
-
-  >>> import jax.numpy as jnp
-  >>> is_weight_matrix((), jnp.zeros((3, 4))), is_weight_matrix((), jnp.zeros(4))
-  (True, False)
-  """
-  del path
-  return isinstance(leaf, (jax.Array, np.ndarray)) and leaf.ndim >= 2 and jnp.issubdtype(leaf.dtype, jnp.floating)
-
-
 def _leaf_layout(path: KeyPath, leaf, out_axis, batch_axis) -> MatrixLayout:
   """Resolves (possibly per-leaf) axes and validates them for ``leaf``."""
   name = jax.tree_util.keystr(path)
   out = out_axis(path, leaf) if callable(out_axis) else out_axis
   batch = batch_axis(path, leaf) if callable(batch_axis) else batch_axis
-  _check_axes_arg(out, f"out_axis for leaf {name}", allow_none=False, allow_callable=False)
-  _check_axes_arg(batch, f"batch_axis for leaf {name}", allow_none=True, allow_callable=False)
+  check_axes(out, f"out_axis for leaf {name}")
+  check_axes(batch, f"batch_axis for leaf {name}", allow_none=True)
   try:
     return matrix_layout(leaf.shape, out, () if batch is None else batch)
   except ValueError as e:
@@ -177,14 +135,8 @@ def _segments(members: list[_LeafMatrices], sizes: list[int]) -> Iterator[list[t
     yield chunk
 
 
-@functools.partial(jax.jit, static_argnames=("passes", "offset"))
-def _rewire_stack(keys: Array, matrices: Array, *, passes: tuple[str, ...], offset: float) -> Array:
-  """One batched scan over a ``(chunk, n_in, n_out)`` stack (the compiled unit)."""
-  return jax.vmap(functools.partial(pa_rewire, passes=passes, offset=offset))(keys, matrices)
-
-
 def _rewire_group(
-  leaves: list, members: list[_LeafMatrices], max_matrices: int, passes: tuple[str, ...], offset: float
+  leaves: list, members: list[_LeafMatrices], max_matrices: int, passes: tuple[Pass, ...], offset: float
 ) -> dict[int, Array]:
   """Rewires one group chunk by chunk; returns the new leaves by index.
 
@@ -205,7 +157,7 @@ def _rewire_group(
       keys.append(member.keys[lo:hi])
     stack = pieces[0] if len(pieces) == 1 else jnp.concatenate(pieces)
     del pieces
-    rewired = _rewire_stack(jnp.concatenate(keys), stack, passes=passes, offset=offset)
+    rewired = rewire_stack(jnp.concatenate(keys), stack, passes=passes, offset=offset)
     del stack
     start = 0
     for member, lo, hi in chunk:
@@ -224,10 +176,10 @@ def rewire_params(
   key: Array,
   params: Any,
   *,
-  where: Callable[[KeyPath, Array], bool] | None = None,
+  where: Where | None = None,
   out_axis: AxisSpec | AxesFn = -1,
   batch_axis: AxisSpec | AxesFn | None = None,
-  passes: Sequence[str] = PASSES,
+  passes: Sequence[Pass] = PASSES,
   offset: float = 1.0,
   max_group_bytes: int | None = None,
 ) -> Any:
@@ -251,9 +203,11 @@ def rewire_params(
     key: a PRNG key; leaf keys come from :func:`leaf_key`.
     params: any pytree: a dict, Flax linen variables, an ``nnx.State``
       (``nnx.split`` → ``rewire_params`` → ``nnx.merge``), an Equinox module.
-    where: ``(path, leaf) -> bool`` choosing among the floating ``ndim >= 2``
+    where: ``(path, leaf) -> bool`` narrowing the floating ``ndim >= 2``
       leaves (default: all of them), e.g. to keep embeddings:
-      ``lambda path, x: "embed" not in jax.tree_util.keystr(path)``.
+      ``lambda path, x: "embed" not in jax.tree_util.keystr(path)``. It is
+      called once per weight matrix and must return a Python bool (the rule
+      of :mod:`parewire_jax.selection`, shared with LaPerm).
     out_axis: the output-neuron axis or axes, for every leaf, or a callable
       ``(path, leaf) -> axes``. ``-1`` is Flax's ``(..., in, out)``; ``0``
       serves Equinox and PyTorch's ``(out, in, ...)``.
@@ -296,19 +250,18 @@ def rewire_params(
   True
   """
   key = as_typed_key(key)
-  if where is not None and not callable(where):
-    raise ValueError(f"where must be None or a callable (path, leaf) -> bool, got {where!r}.")
-  _check_axes_arg(out_axis, "out_axis", allow_none=False)
-  _check_axes_arg(batch_axis, "batch_axis", allow_none=True)
+  where = check_where(where)
+  check_axes(out_axis, "out_axis", allow_callable=True)
+  check_axes(batch_axis, "batch_axis", allow_none=True, allow_callable=True)
   passes = check_passes(passes)
   offset = check_offset(offset)
-  _check_max_group_bytes(max_group_bytes)
+  check_int(max_group_bytes, "max_group_bytes", allow_none=True)
 
   paths_and_leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
-  leaves = [leaf for _, leaf in paths_and_leaves]
+  chosen = jax.tree_util.tree_leaves(select(params, where))
   groups: dict[tuple[int, int, Any], list[_LeafMatrices]] = {}
-  for index, (path, leaf) in enumerate(paths_and_leaves):
-    if not is_weight_matrix(path, leaf) or (where is not None and not where(path, leaf)):
+  for index, ((path, leaf), selected) in enumerate(zip(paths_and_leaves, chosen, strict=True)):
+    if not selected:
       continue
     layout = _leaf_layout(path, leaf, out_axis, batch_axis)
     if leaf.size == 0:
@@ -319,6 +272,7 @@ def rewire_params(
 
   if groups and max_group_bytes is None:
     max_group_bytes = _default_group_bytes()
+  leaves = [leaf for _, leaf in paths_and_leaves]
   new_leaves = list(leaves)
   for (n_in, n_out, dtype), members in groups.items():
     matrix_bytes = n_in * n_out * dtype.itemsize

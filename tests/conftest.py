@@ -1,4 +1,4 @@
-"""Shared test set-up and helpers.
+"""Shared test set-up (helpers shared by the test modules live in tests/helpers.py).
 
 The sharding tests (tests/test_sharding.py) need 8 devices; on the CPU that
 means XLA's virtual host devices, which must be requested before the first
@@ -16,38 +16,3 @@ _FLAG = "--xla_force_host_platform_device_count"
 
 if _FLAG not in os.environ.get("XLA_FLAGS", ""):
   os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_FLAG}={SHARDING_TEST_DEVICES}".strip()
-
-import numpy as np
-import pytest
-
-
-def bits_multiset(x) -> np.ndarray:
-  """The sorted raw bit patterns of ``x``: equal iff the values are a bit-exact permutation."""
-  a = np.asarray(x)
-  return np.sort(a.reshape(-1).view(f"uint{a.dtype.itemsize * 8}"))
-
-
-def assert_bit_permutation(actual, expected) -> None:
-  a, e = np.asarray(actual), np.asarray(expected)
-  assert a.dtype == e.dtype and a.shape == e.shape, (a.dtype, a.shape, e.dtype, e.shape)
-  np.testing.assert_array_equal(bits_multiset(a), bits_multiset(e))
-
-
-@pytest.fixture
-def assert_permutation():
-  return assert_bit_permutation
-
-
-def tiny_dataset(num_train: int):
-  """3 classes of noisy 6×6 prototypes (64 validation, 48 test images): learnable in one epoch by a small MLP."""
-  from parewire_jax.experiments.data import Dataset
-
-  rng = np.random.default_rng(0)
-  centers = rng.uniform(0, 1, (3, 6, 6, 1))
-
-  def blobs(n):
-    y = rng.integers(0, len(centers), n).astype(np.int32)
-    x = centers[y] + 0.3 * rng.standard_normal((n,) + centers.shape[1:])
-    return np.clip(x, 0, 1).astype(np.float32), y
-
-  return Dataset("tiny", *blobs(num_train), *blobs(64), *blobs(48), 3)

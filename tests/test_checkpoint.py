@@ -7,7 +7,7 @@ import json
 import jax
 import numpy as np
 import pytest
-from conftest import tiny_dataset
+from helpers import tiny_dataset
 
 from parewire_jax.__main__ import main
 from parewire_jax.experiments import train

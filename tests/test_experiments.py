@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import tiny_dataset
+from helpers import tiny_dataset
 from scipy import stats as sps
 
 from parewire_jax import rewiring_key, strength_stats

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from conftest import tiny_dataset
+from helpers import bits, tiny_dataset
 from scipy import stats as sps
 
 from parewire_jax.__main__ import main
@@ -29,14 +29,10 @@ def _mlp() -> models.MLP:
   return models.build_model("mlp", 3, models.kernel_initializer("kaiming_uniform"), mlp_hidden=(16,))
 
 
-def _bits(x) -> np.ndarray:
-  return np.asarray(x).view(np.uint32)
-
-
 def _column_multisets(w) -> np.ndarray:
   """NumPy oracle: the bit patterns of every column of ``w.reshape(-1, n_out)``, sorted per column."""
   w = np.asarray(w)
-  return np.sort(_bits(w.reshape(-1, w.shape[-1])), axis=0)
+  return np.sort(bits(w.reshape(-1, w.shape[-1])), axis=0)
 
 
 def _initial_params(model, dataset, seed):

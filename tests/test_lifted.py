@@ -16,8 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import assert_bit_permutation
 from flax import nnx
+from helpers import assert_bit_permutation
 from jax.nn import initializers as jinit
 
 import parewire_jax as pw

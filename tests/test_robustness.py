@@ -1,13 +1,14 @@
 """Robustness of rewiring beyond tests/test_rewiring.py: hostile values, extreme shapes and offsets, x64, keys.
 
 tests/test_rewiring.py already checks permutations of ordinary draws, one
-matrix with NaN/Inf/denormal/signed zeros, an all-equal matrix, n = 1 sides,
-zero sizes, float64, and typed vs legacy keys for ``pa_rewire``. Here:
+matrix with NaN/Inf/denormal/signed zeros, zero sizes, float64, and typed vs
+legacy keys for ``pa_rewire``. Here:
 
 * arbitrary bit patterns (every NaN payload, Inf, denormals, huge values that
   overflow the strengths) in float32/bfloat16/float16, any axes, passes and
   offsets, including offsets that round to 0 or Inf in float32;
-* constant arrays in every dtype, size-1 axes inside stacks and convolutions;
+* constant arrays in every dtype; n = 1 sides, alone, inside stacks and
+  convolutions;
 * skewed shapes on both argsort paths (n > 32768 leaves the packed path);
 * float32 results independent of ``jax_enable_x64``; float64 initializers;
 * PRNG implementations other than threefry, legacy keys with batch axes.
@@ -19,27 +20,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import assert_bit_permutation
+from helpers import assert_bit_permutation, assert_bits_equal, bits
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from jax.nn import initializers as jinit
 from oracle import pa_rewire_oracle
 
 import parewire_jax as pw
-from parewire_jax import rewiring
+from parewire_jax import sorting
 
 DTYPES = [jnp.float32, jnp.bfloat16, jnp.float16]
 PASSES = [("in",), ("out",), ("in", "out"), ("out", "in"), ("in", "out", "in")]
-
-
-def _bits(x) -> np.ndarray:
-  a = np.asarray(x)
-  return a.view(f"uint{a.dtype.itemsize * 8}")
-
-
-def _assert_bit_equal(actual, expected):
-  assert np.asarray(actual).dtype == np.asarray(expected).dtype
-  np.testing.assert_array_equal(_bits(actual), _bits(expected))
 
 
 def _special_bit_patterns(dtype) -> list[int]:
@@ -90,7 +81,7 @@ def test_any_bit_patterns_axes_passes_offsets(shape, dtype, passes, offset, data
   r = pw.rewire(key, w, **kwargs)
   assert_bit_permutation(r, w)
   assert int(jnp.isnan(r).sum()) == int(jnp.isnan(w).sum())  # never a NaN introduced
-  _assert_bit_equal(pw.rewire(key, w, **kwargs), r)  # deterministic per key
+  assert_bits_equal(pw.rewire(key, w, **kwargs), r)  # deterministic per key
 
 
 @pytest.mark.parametrize("nan_bits", [0x7F81, 0x7FC1], ids=["signalling", "quiet-payload"])
@@ -105,7 +96,7 @@ def test_constant_arrays_come_back_bit_for_bit(dtype):
   finfo = jnp.finfo(dtype)
   for value in (0.0, -0.0, 0.25, np.nan, -np.inf, finfo.smallest_subnormal, finfo.max):
     w = jnp.full((3, 9, 6), value, dtype)
-    _assert_bit_equal(pw.rewire(jax.random.key(0), w, batch_axis=0), w)
+    assert_bits_equal(pw.rewire(jax.random.key(0), w, batch_axis=0), w)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -120,6 +111,9 @@ def test_mixed_signed_zeros_are_a_permutation(dtype):
 @pytest.mark.parametrize(
   "shape, kwargs",
   [
+    ((1, 9), {}),
+    ((9, 1), {}),
+    ((1, 1), {}),
     ((1, 65536), {}),
     ((65536, 1), {}),
     ((5, 1, 7), dict(batch_axis=0)),  # stacked matrices with one input each
@@ -135,7 +129,7 @@ def test_single_input_or_output_or_empty_is_returned_unchanged(shape, kwargs):
   w = jax.random.normal(jax.random.key(0), shape)
   r = pw.rewire(jax.random.key(1), w, **kwargs)
   assert r.shape == w.shape
-  _assert_bit_equal(r, w)
+  assert_bits_equal(r, w)
 
 
 def test_skewed_shapes_beyond_the_packed_argsort():
@@ -146,7 +140,7 @@ def test_skewed_shapes_beyond_the_packed_argsort():
   w = jax.random.normal(jax.random.key(0), (65536, 2))  # unscaled: Eq. 5 strongly prefers big strengths
   r = pw.pa_rewire(jax.random.key(1), w, passes=("in",))
   assert_bit_permutation(r, w)
-  _assert_bit_equal(pw.pa_rewire(jax.random.key(1), w.T, passes=("out",)), r.T)
+  assert_bits_equal(pw.pa_rewire(jax.random.key(1), w.T, passes=("out",)), r.T)
   oracle = pa_rewire_oracle(np.asarray(w), np.random.default_rng(0), passes=("in",))
   before, ours, expected = (float(np.asarray(m).sum(1).var()) for m in (w, r, oracle))
   assert ours < 0.9 * before
@@ -158,9 +152,9 @@ def test_stable_argsort_on_both_sides_of_the_packed_limit(n):
   """n - 1 needs 15 bits at 32768 (packed path) and 16 at 32769 (pair path); both equal NumPy's stable sort."""
   x = jax.random.randint(jax.random.key(n), (n,), -50, 50).astype(jnp.float32)  # many ties
   x = x.at[:4].set(jnp.array([0.0, -0.0, jnp.inf, -jnp.inf]))
-  expected = np.argsort(_bits(rewiring._sortable_bits(x)).view(np.int32), kind="stable")
-  np.testing.assert_array_equal(rewiring.stable_argsort(x), expected)
-  np.testing.assert_array_equal(rewiring._stable_argsort_packed(rewiring._sortable_bits(x)), expected)
+  expected = np.argsort(bits(sorting.to_sortable_bits(x)).view(np.int32), kind="stable")
+  np.testing.assert_array_equal(sorting.stable_argsort(x), expected)
+  np.testing.assert_array_equal(sorting.stable_argsort_packed(sorting.to_sortable_bits(x)), expected)
 
 
 # --------------------------------------------------------------------------- x64
@@ -173,7 +167,7 @@ def test_float32_results_do_not_depend_on_x64():
   with jax.enable_x64(True):
     with_x64 = pw.rewire(key, w, batch_axis=0)
   assert with_x64.dtype == jnp.float32
-  _assert_bit_equal(with_x64, without)
+  assert_bits_equal(with_x64, without)
 
 
 def test_float64_initializer_with_batch_axis_under_x64():
@@ -199,7 +193,7 @@ def test_prng_implementations(impl):
   key = jax.random.key(5, impl=impl)
   r = pw.pa_rewire(key, w)
   assert_bit_permutation(r, w)
-  _assert_bit_equal(pw.pa_rewire(key, w), r)
+  assert_bits_equal(pw.pa_rewire(key, w), r)
   assert not np.array_equal(r, pw.pa_rewire(jax.random.key(6, impl=impl), w))
   assert float(pw.strength_stats(r).mean_variance) < float(pw.strength_stats(w).mean_variance)
 
@@ -220,10 +214,21 @@ def test_legacy_keys_with_batch_axes_and_vmap():
 # --------------------------------------------------------------------------- input validation gaps
 
 
-@pytest.mark.parametrize("key", [0, jnp.arange(3, dtype=jnp.uint32), jnp.ones(2)], ids=["int", "uint32[3]", "float[2]"])
-def test_bad_key_is_a_value_error_naming_key(key):
-  with pytest.raises(ValueError, match="key"):
-    pw.pa_rewire(key, jnp.ones((4, 4)))
+BAD_KEYS = [0, jnp.arange(3, dtype=jnp.uint32), jnp.ones(2), jax.random.split(jax.random.key(0), 2)]
+ENTRY_POINTS = {
+  "pa_rewire": lambda key: pw.pa_rewire(key, jnp.ones((4, 4))),
+  "rewire": lambda key: pw.rewire(key, jnp.ones((2, 4, 4)), batch_axis=0),
+  "rewired": lambda key: pw.rewired(jinit.normal())(key, (4, 4)),
+  "min_strength_variance": lambda key: pw.min_strength_variance(jinit.normal(), 3)(key, (4, 4)),
+  "rewire_params": lambda key: pw.rewire_params(key, {"w": jnp.ones((4, 3))}),
+}
+
+
+@pytest.mark.parametrize("entry", list(ENTRY_POINTS))
+@pytest.mark.parametrize("key", BAD_KEYS, ids=["int", "uint32[3]", "float[2]", "two keys"])
+def test_bad_key_is_a_value_error_naming_key(entry, key):
+  with pytest.raises(ValueError, match="key must be a single PRNG key"):
+    ENTRY_POINTS[entry](key)
 
 
 def test_array_like_matrix_is_accepted_or_rejected_clearly():

@@ -16,8 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import assert_bit_permutation
 from flax import nnx
+from helpers import assert_bit_permutation, assert_bits_equal
 from jax.nn import initializers as jinit
 from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
@@ -41,12 +41,6 @@ def _collectives(compiled_text: str) -> dict[str, int]:
   return {op: len(re.findall(rf"\b{op}(-start)?\(", compiled_text)) for op in COLLECTIVES}
 
 
-def _assert_bit_equal(actual, expected):
-  a, e = np.asarray(actual), np.asarray(expected)
-  assert a.dtype == e.dtype and a.shape == e.shape
-  np.testing.assert_array_equal(a.view(f"uint{a.dtype.itemsize * 8}"), e.view(f"uint{e.dtype.itemsize * 8}"))
-
-
 # --------------------------------------------------------------------------- jit(out_shardings=...)
 
 
@@ -67,7 +61,7 @@ def test_jit_out_shardings_equals_unsharded(shape, spec):
   key = jax.random.key(0)
   sharded = jax.jit(lambda k: init(k, shape, jnp.float32), out_shardings=NamedSharding(mesh, spec))(key)
   assert sharded.sharding.is_equivalent_to(NamedSharding(mesh, spec), len(shape))
-  _assert_bit_equal(sharded, init(key, shape, jnp.float32))
+  assert_bits_equal(sharded, init(key, shape, jnp.float32))
 
 
 @needs_devices
@@ -83,7 +77,7 @@ def test_linen_with_partitioning_on_2d_mesh():
   unsharded = nn.unbox(model.init(key, x))
   kernel = params["params"]["kernel"]
   assert kernel.sharding.spec == P("data", "model")
-  _assert_bit_equal(kernel, unsharded["params"]["kernel"])
+  assert_bits_equal(kernel, unsharded["params"]["kernel"])
   assert_bit_permutation(kernel, nn.Dense(32, kernel_init=base).init(key, x)["params"]["kernel"])
 
 
@@ -101,7 +95,7 @@ def test_nnx_with_partitioning_on_2d_mesh(axis_type):
     model = nnx.jit(create, static_argnums=0)(3)
   kernel = model.kernel[...]
   assert kernel.sharding.spec == P("data", "model")
-  _assert_bit_equal(kernel, unsharded)
+  assert_bits_equal(kernel, unsharded)
 
 
 # --------------------------------------------------------------------------- the out_sharding argument
@@ -126,11 +120,11 @@ def test_out_sharding_argument_auto_mesh():
   sharding = NamedSharding(mesh, P("data", "model"))
   out = jax.jit(lambda k: init(k, (64, 32), out_sharding=sharding))(key)
   assert out.sharding.is_equivalent_to(sharding, 2)
-  _assert_bit_equal(out, expected)
+  assert_bits_equal(out, expected)
   with jax.set_mesh(mesh):
     out = jax.jit(lambda k: init(k, (64, 32), out_sharding=P(None, "model")))(key)
   assert out.sharding.spec == P(None, "model")
-  _assert_bit_equal(out, expected)
+  assert_bits_equal(out, expected)
 
 
 @needs_devices
@@ -157,7 +151,7 @@ def test_out_sharding_argument_explicit_mesh(as_named):
       lambda k: init(k, (64, 32), jnp.float32, out_sharding=NamedSharding(mesh, spec) if as_named else spec)
     )(key)
   assert out.sharding.spec == spec
-  _assert_bit_equal(out, init(key, (64, 32), jnp.float32))
+  assert_bits_equal(out, init(key, (64, 32), jnp.float32))
 
 
 @needs_devices
@@ -166,7 +160,7 @@ def test_rewire_explicitly_sharded_stack():
   stack = jax.random.normal(jax.random.key(0), (NUM_DEVICES, 16, 12))
   out = pw.rewire(jax.random.key(1), jax.device_put(stack, NamedSharding(mesh, P("layers"))), batch_axis=0)
   assert out.sharding.is_equivalent_to(NamedSharding(mesh, P("layers")), 3)
-  _assert_bit_equal(out, pw.rewire(jax.random.key(1), stack, batch_axis=0))
+  assert_bits_equal(out, pw.rewire(jax.random.key(1), stack, batch_axis=0))
 
 
 # --------------------------------------------------------------------------- stacked layers
@@ -195,7 +189,7 @@ def test_layer_sharded_stack_needs_no_communication(mesh_shape, names, spec):
   assert step_sort_shapes == {"1"}, step_sort_shapes
   out = fn(key)
   assert out.sharding.spec == spec
-  _assert_bit_equal(out, init(key, (n_layers, n_in, n_out), jnp.float32))
+  assert_bits_equal(out, init(key, (n_layers, n_in, n_out), jnp.float32))
 
 
 @needs_devices
@@ -212,8 +206,8 @@ def test_layer_sharded_rewire_equals_shard_map():
     jax.shard_map(jax.vmap(pw.pa_rewire), mesh=mesh, in_specs=(P("layers"), P("layers")), out_specs=P("layers"))
   )
   keys = jax.random.split(key, 2 * NUM_DEVICES)
-  _assert_bit_equal(gspmd(key, stack), per_device(keys, stack))
-  _assert_bit_equal(gspmd(key, stack), pw.rewire(key, np.asarray(stack), batch_axis=0))
+  assert_bits_equal(gspmd(key, stack), per_device(keys, stack))
+  assert_bits_equal(gspmd(key, stack), pw.rewire(key, np.asarray(stack), batch_axis=0))
 
 
 @needs_devices
@@ -241,7 +235,7 @@ def test_linen_scan_stack_sharded_over_layers():
   shardings = jax.tree.map(lambda s: NamedSharding(mesh, s), specs, is_leaf=lambda s: isinstance(s, P))
   sharded = nn.unbox(jax.jit(stack.init, out_shardings=shardings)(key, x, None))["params"]["Dense_0"]["kernel"]
   assert sharded.sharding.spec == kernel_spec
-  _assert_bit_equal(sharded, nn.unbox(stack.init(key, x, None))["params"]["Dense_0"]["kernel"])
+  assert_bits_equal(sharded, nn.unbox(stack.init(key, x, None))["params"]["Dense_0"]["kernel"])
 
 
 # --------------------------------------------------------------------------- fallback

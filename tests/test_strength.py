@@ -1,6 +1,5 @@
 """Tests of strengths / strength_stats and the axes layout."""
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest

@@ -1,0 +1,66 @@
+"""Helpers shared by the test modules: bit-exact comparisons and a tiny dataset.
+
+Rewiring and LaPerm only move values, so their tests compare raw bit patterns
+(``-0.0`` differs from ``0.0``, every NaN payload counts) rather than float
+values.
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+
+
+def bits(x) -> np.ndarray:
+  """``x``'s raw bit patterns as unsigned integers of the same width and shape."""
+  a = np.asarray(x)
+  return a.view(f"uint{a.dtype.itemsize * 8}")
+
+
+def bits_multiset(x) -> np.ndarray:
+  """The sorted raw bit patterns of ``x``: equal iff the values are a bit-exact permutation."""
+  return np.sort(bits(x).reshape(-1))
+
+
+def assert_bits_equal(actual, expected) -> None:
+  """Same dtype, shape and bits, leaf by leaf for pytrees of arrays."""
+  actual_leaves, actual_tree = jax.tree.flatten(actual)
+  expected_leaves, expected_tree = jax.tree.flatten(expected)
+  assert actual_tree == expected_tree, (actual_tree, expected_tree)
+  for a, e in zip(actual_leaves, expected_leaves, strict=True):
+    a, e = np.asarray(a), np.asarray(e)
+    assert a.dtype == e.dtype and a.shape == e.shape, (a.dtype, a.shape, e.dtype, e.shape)
+    np.testing.assert_array_equal(bits(a), bits(e))
+
+
+def assert_bit_permutation(actual, expected) -> None:
+  """``actual`` holds exactly the values of ``expected``, bit for bit, in some order."""
+  a, e = np.asarray(actual), np.asarray(expected)
+  assert a.dtype == e.dtype and a.shape == e.shape, (a.dtype, a.shape, e.dtype, e.shape)
+  np.testing.assert_array_equal(bits_multiset(a), bits_multiset(e))
+
+
+def assert_columnwise_permutation(actual, expected) -> None:
+  """Every weight vector (column over all leading axes) of ``actual`` is a bit-exact permutation of ``expected``'s."""
+  a, e = np.asarray(actual), np.asarray(expected)
+  assert a.dtype == e.dtype and a.shape == e.shape, (a.dtype, a.shape, e.dtype, e.shape)
+
+  def sorted_columns(x: np.ndarray) -> np.ndarray:
+    return np.sort(bits(x).reshape(-1, x.shape[-1]), axis=0)
+
+  np.testing.assert_array_equal(sorted_columns(a), sorted_columns(e))
+
+
+def tiny_dataset(num_train: int):
+  """3 classes of noisy 6×6 prototypes (64 validation, 48 test images): learnable in one epoch by a small MLP."""
+  from parewire_jax.experiments.data import Dataset
+
+  rng = np.random.default_rng(0)
+  centers = rng.uniform(0, 1, (3, 6, 6, 1))
+
+  def blobs(n):
+    y = rng.integers(0, len(centers), n).astype(np.int32)
+    x = centers[y] + 0.3 * rng.standard_normal((n,) + centers.shape[1:])
+    return np.clip(x, 0, 1).astype(np.float32), y
+
+  return Dataset("tiny", *blobs(num_train), *blobs(64), *blobs(48), 3)
