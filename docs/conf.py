@@ -81,6 +81,7 @@ myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence", "deflist"]
 myst_heading_anchors = 3  # RESULTS.md links to its own sections (#gpu-session-plan)
 nb_execution_mode = "off"  # notebooks show the outputs they were committed with
 nb_merge_streams = True
+nb_render_markdown_format = "myst"  # markdown cell outputs (the tables of notebooks 02 and 03) with tables
 
 plot_basedir = str(DOCS / "plots")
 plot_include_source = False
@@ -201,6 +202,12 @@ def _skip_namedtuple_fields(app, what, name, obj, skip, options):
   return None
 
 
+def _drop_type_docstrings(app, what, name, obj, options, lines):
+  """A constant (a tuple of names) has no docstring of its own: do not show its type's."""
+  if what == "data" and lines and obj.__doc__ == type(obj).__doc__:
+    lines.clear()
+
+
 def _check_api_complete(app, env):
   """Every public name has an entry in the API reference, and nothing else at top level does."""
   from sphinx.util import logging
@@ -225,4 +232,5 @@ def _check_api_complete(app, env):
 
 def setup(app):
   app.connect("autodoc-skip-member", _skip_namedtuple_fields)
+  app.connect("autodoc-process-docstring", _drop_type_docstrings)
   app.connect("env-check-consistency", _check_api_complete)
