@@ -62,8 +62,10 @@ def check(site: pathlib.Path) -> tuple[list[str], int, int]:
         continue
       if parts.scheme or url.startswith("//"):
         external += 1
-        loads = tag in RESOURCE_TAGS or tag.startswith("link:") and any(
-          r in tag for r in ("stylesheet", "preload", "icon", "modulepreload")
+        loads = (
+          tag in RESOURCE_TAGS
+          or tag.startswith("link:")
+          and any(r in tag for r in ("stylesheet", "preload", "icon", "modulepreload"))
         )
         if loads:
           broken.append(f"{where}: <{tag.split(':')[0]} {attribute}={url!r}> loads a resource from another site")

@@ -144,6 +144,7 @@ class Checker:
 
   def images(self, selector: str, min_count: int, what: str) -> None:
     """At least ``min_count`` images matching ``selector`` in <main> loaded with pixels."""
+
     def state():
       found = self.driver.execute_script(RENDERED_IMAGES, selector)
       return found, [i for i in found if i["complete"] and i["width"] > 0]
@@ -201,9 +202,7 @@ def run_checks(checker: Checker) -> None:
 
   checker.open("notebooks/01_quickstart.html")
   heading = checker.visible_text(By.CSS_SELECTOR, "main h1")
-  checker.expect(
-    heading.startswith("parewire_jax quickstart"), f"the notebook shows its title (h1: {heading!r})"
-  )
+  checker.expect(heading.startswith("parewire_jax quickstart"), f"the notebook shows its title (h1: {heading!r})")
   checker.images("div.cell_output img", 3, "the notebook's committed figures")
   checker.no_browser_errors("notebook_01_quickstart")
 

@@ -172,7 +172,7 @@ def _error_examples() -> None:
     try:
       exec(line, namespace)  # noqa: S102
     except Exception as error:  # noqa: BLE001
-      lines += ["Traceback (most recent call last):", "  ...", f"{type(error).__name__}: {error}"]
+      lines.append(f"{type(error).__name__}: {error}")
     else:
       if not line.startswith(("import", "from")):
         raise RuntimeError(f"docs/conf.py ERROR_EXAMPLES: {line!r} no longer raises")

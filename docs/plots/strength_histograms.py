@@ -35,9 +35,10 @@ fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), sharey=True, layout="constrain
 bins = np.linspace(-6, 6, 121)
 for label, w in kernels.items():
   s_in, s_out = (np.asarray(s) for s in pw.strengths(w))
-  for ax, s in zip(axes, (s_in, s_out)):
+  for ax, s in zip(axes, (s_in, s_out), strict=True):
     ax.hist(s, bins=bins, histtype="step", label=f"{label}: σ²(s) = {s.var():.3g}", **styles[label])
-for ax, title in zip(axes, ("input strengths (row sums, 1024 inputs)", "output strengths (column sums, 1024 outputs)")):
+titles = ("input strengths (row sums, 1024 inputs)", "output strengths (column sums, 1024 outputs)")
+for ax, title in zip(axes, titles, strict=True):
   ax.set_title(title, fontsize=10)
   ax.set_xlabel("strength s")
   ax.set_yscale("log")
