@@ -33,6 +33,10 @@ class MatrixLayout(NamedTuple):
     batch_axes: normalised (non-negative) batch axes, in the given order.
     in_axes: the input axes, in increasing order.
     out_axes: normalised output axes, in the given order.
+
+  >>> layout = matrix_layout((4, 3, 3, 8, 16), out_axis=-1, batch_axis=0)
+  >>> layout.num_matrices, layout.n_in, layout.n_out, layout.permutation
+  (4, 72, 16, (0, 1, 2, 3, 4))
   """
 
   shape: tuple[int, ...]
@@ -133,7 +137,14 @@ def as_matrices(x: Array, out_axis: AxisSpec = -1, batch_axis: AxisSpec = ()) ->
 
 
 def from_matrices(matrices: Array, layout: MatrixLayout) -> Array:
-  """Inverse of :func:`as_matrices`: back to ``layout.shape``, bit for bit."""
+  """Inverse of :func:`as_matrices`: back to ``layout.shape``, bit for bit.
+
+  >>> import jax.numpy as jnp
+  >>> x = jnp.arange(24.0).reshape(2, 3, 4)
+  >>> m, layout = as_matrices(x, out_axis=0)
+  >>> m.shape, bool((from_matrices(m, layout) == x).all())
+  ((1, 12, 2), True)
+  """
   permuted_shape = tuple(layout.shape[a] for a in layout.permutation)
   inverse = tuple(layout.permutation.index(a) for a in range(len(layout.shape)))
   return jnp.transpose(matrices.reshape(permuted_shape), inverse)

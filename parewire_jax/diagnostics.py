@@ -27,6 +27,11 @@ class RankingDistance(NamedTuple):
     mean: ``D̄ / n``: the mean over all entries of ``|R_t − R_{t−1}|`` divided
       by the weight-vector size ``n`` (the paper plots ``D̄_t / 784``).
     std: ``SD[D] / n``: the population standard deviation, likewise relative.
+
+  >>> import jax.numpy as jnp
+  >>> d = ranking_distance(jnp.array([[1.0], [2.0]]), jnp.array([[2.0], [1.0]]))
+  >>> type(d).__name__, float(d.mean)
+  ('RankingDistance', 0.5)
   """
 
   mean: Array
@@ -43,6 +48,11 @@ class WeightDeviation(NamedTuple):
     max_abs: max of ``|Δ|``.
     relative: ``‖Δ‖ / ‖w_init‖`` (Frobenius norms; IEEE ``inf``/``nan`` when
       ``w_init`` is all zeros).
+
+  >>> import jax.numpy as jnp
+  >>> d = weight_deviation(jnp.array([[1.0, -1.0]]), jnp.array([[1.5, -1.5]]))
+  >>> type(d).__name__, float(d.mean), float(d.mean_abs)
+  ('WeightDeviation', 0.0, 0.5)
   """
 
   mean: Array

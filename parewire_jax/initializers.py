@@ -36,7 +36,18 @@ _REWIRING_SALT = 0x50415257
 
 
 def rewiring_key(key: Array) -> Array:
-  """The key :func:`rewired` uses for rewiring, derived from the init ``key``."""
+  """The key :func:`rewired` uses for rewiring, derived from the init ``key``.
+
+  ``rewired(b)(key, shape)`` equals ``rewire(rewiring_key(key), b(key, shape))``:
+
+  >>> import jax
+  >>> from jax.nn.initializers import he_normal
+  >>> from parewire_jax import rewire
+  >>> key = jax.random.key(0)
+  >>> w = rewired(he_normal())(key, (16, 8))
+  >>> bool((w == rewire(rewiring_key(key), he_normal()(key, (16, 8)))).all())
+  True
+  """
   return jax.random.fold_in(key, _REWIRING_SALT)
 
 

@@ -81,6 +81,11 @@ class LaPermState(NamedTuple):
       initial weight vectors sorted ascending (``θ_sorted``, in the leaf's own
       shape, vectors laid out as by ``as_matrices(x, out_axis=-1)``); every
       unselected leaf is ``optax.MaskedNode()``.
+
+  >>> import jax.numpy as jnp, optax
+  >>> state = laperm(optax.sgd(0.1), 5).init({"w": jnp.array([[3.0], [1.0], [2.0]]), "b": jnp.zeros(1)})
+  >>> int(state.count), state.sorted_init["w"].ravel().tolist(), state.sorted_init["b"]
+  (0, [1.0, 2.0, 3.0], MaskedNode())
   """
 
   count: Array

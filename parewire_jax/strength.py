@@ -42,7 +42,12 @@ class StrengthStats(NamedTuple):
   Each field has shape ``batch_shape`` (scalars without batch axes).
   ``*_variance`` is the population variance σ²(s), ``*_fourth_moment`` the
   fourth central moment μ₄(s) (the non-normalised kurtosis of Fig. 3), and
-  ``*_max_abs`` the largest |s| (Fig. 1c).
+  ``*_max_abs`` the largest ``|s|`` (Fig. 1c).
+
+  >>> import jax.numpy as jnp
+  >>> stats = strength_stats(jnp.array([[1., 2.], [3., -4.]]))
+  >>> stats.in_variance.item(), stats.out_variance.item(), stats.mean_variance.item()
+  (4.0, 9.0, 6.5)
   """
 
   in_variance: Array
@@ -54,7 +59,7 @@ class StrengthStats(NamedTuple):
 
   @property
   def mean_variance(self) -> Array:
-    """Mean of input and output strength variance: the random-search score (§4.2)."""
+    """Mean of input and output strength variance, the random-search score (§4.2)."""
     return (self.in_variance + self.out_variance) / 2
 
 
@@ -68,7 +73,7 @@ def _moments(s: Array) -> tuple[Array, Array, Array]:
 
 
 def strength_stats(w: Array, *, out_axis: AxisSpec = -1, batch_axis: AxisSpec = ()) -> StrengthStats:
-  """Variance, fourth central moment and max |s| of input and output strengths.
+  """Variance, fourth central moment and max ``|s|`` of input and output strengths.
 
   >>> import jax, jax.numpy as jnp
   >>> stats = strength_stats(jnp.array([[1., 2.], [3., -4.]]))
