@@ -2,49 +2,111 @@
 
 Scabini, De Baets & Bruno, "Improving Deep Neural Network Random
 Initialization Through Neuronal Rewiring", arXiv:2207.08148 (2022).
+
+The public names below are imported on first use (PEP 562), so that the
+command line (``python -m parewire_jax``) can parse and refuse bad arguments
+without first spending seconds importing JAX. ``import parewire_jax as pw;
+pw.rewired`` and ``from parewire_jax import rewired`` work as usual.
 """
 
-from parewire_jax.axes import MatrixLayout, as_matrices, from_matrices, matrix_layout
-from parewire_jax.diagnostics import RankingDistance, WeightDeviation, ranking_distance, weight_deviation
-from parewire_jax.initializers import (
-  max_strength_variance,
-  min_strength_variance,
-  rewired,
-  rewiring_key,
-)
-from parewire_jax.lookahead_permutation import LaPermState, find_laperm_state, laperm, laperm_project
-from parewire_jax.pruning import random_prune
-from parewire_jax.rewiring import pa_rewire, rewire
-from parewire_jax.selection import is_weight_matrix
-from parewire_jax.strength import StrengthStats, strength_stats, strengths
-from parewire_jax.tree import leaf_key, rewire_params
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-  "LaPermState",
-  "MatrixLayout",
-  "RankingDistance",
-  "WeightDeviation",
-  "StrengthStats",
-  "as_matrices",
-  "find_laperm_state",
-  "from_matrices",
-  "is_weight_matrix",
-  "leaf_key",
-  "laperm",
-  "laperm_project",
-  "matrix_layout",
-  "max_strength_variance",
-  "min_strength_variance",
-  "pa_rewire",
-  "random_prune",
-  "ranking_distance",
-  "rewire",
-  "rewire_params",
-  "rewired",
-  "rewiring_key",
-  "strength_stats",
-  "strengths",
-  "weight_deviation",
-]
+# Public name -> the module that defines it.
+_EXPORTS = {
+  "MatrixLayout": "axes",
+  "as_matrices": "axes",
+  "from_matrices": "axes",
+  "matrix_layout": "axes",
+  "RankingDistance": "diagnostics",
+  "WeightDeviation": "diagnostics",
+  "ranking_distance": "diagnostics",
+  "weight_deviation": "diagnostics",
+  "max_strength_variance": "initializers",
+  "min_strength_variance": "initializers",
+  "rewired": "initializers",
+  "rewiring_key": "initializers",
+  "LaPermState": "lookahead_permutation",
+  "find_laperm_state": "lookahead_permutation",
+  "laperm": "lookahead_permutation",
+  "laperm_project": "lookahead_permutation",
+  "random_prune": "pruning",
+  "pa_rewire": "rewiring",
+  "rewire": "rewiring",
+  "is_weight_matrix": "selection",
+  "StrengthStats": "strength",
+  "strength_stats": "strength",
+  "strengths": "strength",
+  "leaf_key": "tree",
+  "rewire_params": "tree",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+  if name in _EXPORTS:
+    value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+  else:
+    try:  # a submodule, e.g. parewire_jax.rewiring
+      value = importlib.import_module(f"{__name__}.{name}")
+    except ModuleNotFoundError as error:
+      if error.name != f"{__name__}.{name}":
+        raise  # the submodule exists but needs something missing: say what
+      raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+  globals()[name] = value  # later lookups skip __getattr__
+  return value
+
+
+def __dir__() -> list[str]:
+  return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:  # what static tools see (`X as X` re-exports); tests/test_package.py checks it matches _EXPORTS
+  from parewire_jax.axes import (
+    MatrixLayout as MatrixLayout,
+    as_matrices as as_matrices,
+    from_matrices as from_matrices,
+    matrix_layout as matrix_layout,
+  )
+  from parewire_jax.diagnostics import (
+    RankingDistance as RankingDistance,
+    WeightDeviation as WeightDeviation,
+    ranking_distance as ranking_distance,
+    weight_deviation as weight_deviation,
+  )
+  from parewire_jax.initializers import (
+    max_strength_variance as max_strength_variance,
+    min_strength_variance as min_strength_variance,
+    rewired as rewired,
+    rewiring_key as rewiring_key,
+  )
+  from parewire_jax.lookahead_permutation import (
+    LaPermState as LaPermState,
+    find_laperm_state as find_laperm_state,
+    laperm as laperm,
+    laperm_project as laperm_project,
+  )
+  from parewire_jax.pruning import (
+    random_prune as random_prune,
+  )
+  from parewire_jax.rewiring import (
+    pa_rewire as pa_rewire,
+    rewire as rewire,
+  )
+  from parewire_jax.selection import (
+    is_weight_matrix as is_weight_matrix,
+  )
+  from parewire_jax.strength import (
+    StrengthStats as StrengthStats,
+    strength_stats as strength_stats,
+    strengths as strengths,
+  )
+  from parewire_jax.tree import (
+    leaf_key as leaf_key,
+    rewire_params as rewire_params,
+  )
