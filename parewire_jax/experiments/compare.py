@@ -22,7 +22,8 @@ import numpy as np
 from parewire_jax.experiments import models as models_lib
 from parewire_jax.experiments import report as report_lib
 from parewire_jax.experiments.checkpoint import ChunkStore, dataset_digest
-from parewire_jax.experiments.train import TrainConfig, TrainResult, check_config, kernels, seed_keys, train_seeds
+from parewire_jax.experiments.seeds import seed_keys
+from parewire_jax.experiments.train import TrainConfig, TrainResult, check_config, train_seeds
 from parewire_jax.strength import strength_stats
 
 
@@ -150,7 +151,7 @@ def _first_seed_kernels(config: CompareConfig, dataset) -> tuple[str, dict[str, 
   for variant in config.variants:
     model = build(config, variant, dataset.num_classes)
     params = jax.jit(model.init)(jax.random.key(config.first_seed), jnp.asarray(dataset.x_train[:1]))["params"]
-    leaves = kernels(params)
+    leaves = models_lib.kernels(params)
     name = max(leaves, key=lambda n: leaves[n].size)
     largest[variant] = np.asarray(leaves[name])
   return name, largest

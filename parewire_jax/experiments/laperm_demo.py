@@ -38,7 +38,8 @@ from parewire_jax.axes import as_matrices
 from parewire_jax.experiments import models as models_lib
 from parewire_jax.experiments import report as report_lib
 from parewire_jax.experiments import stats as stats_lib
-from parewire_jax.experiments.train import TrainConfig, TrainResult, check_config, kernels, seed_keys, train_seeds
+from parewire_jax.experiments.seeds import seed_keys
+from parewire_jax.experiments.train import TrainConfig, TrainResult, check_config, train_seeds
 from parewire_jax.lookahead_permutation import weight_deviation
 from parewire_jax.rewiring import sort_exact
 
@@ -182,7 +183,7 @@ def exact_permutation_columns(initial: Array, evaluated: Array) -> Array:
 def _initial_kernels(model, dataset, seeds: list[int]) -> dict[str, Array]:
   """The kernels ``train_seeds`` starts from: ``model.init(jax.random.key(s), x, train=False)``."""
   init = jax.jit(jax.vmap(lambda key, x: model.init(key, x, train=False)["params"], in_axes=(0, None)))
-  return kernels(init(seed_keys(seeds), jnp.asarray(dataset.x_train[:1])))
+  return models_lib.kernels(init(seed_keys(seeds), jnp.asarray(dataset.x_train[:1])))
 
 
 class _Diagnostics:
@@ -197,7 +198,7 @@ class _Diagnostics:
 
   def __call__(self, chunk_seeds: list[int], epoch: int, params) -> None:
     rows = jnp.asarray([self.row[s] for s in chunk_seeds])
-    evaluated = kernels(params)
+    evaluated = models_lib.kernels(params)
     initial = {name: w[rows] for name, w in self.initial.items()}
     self.exact[epoch] += sum(int(exact_permutation_columns(initial[n], evaluated[n]).sum()) for n in evaluated)
     if epoch == self.epochs - 1:

@@ -11,12 +11,14 @@ the same init seed gives every variant the same per-kernel keys.
 
 Biases start at zero and BatchNorm scales at one: only kernels are random, so
 the init seed changes nothing but kernels (§4.1 varies only the weights' seed).
+:func:`kernels` picks them out of a parameter tree.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -231,6 +233,16 @@ class ResNet18(nn.Module):
         x = BasicBlock(features, strides, self.kernel_init)(x, train)
     x = jnp.mean(x, axis=(1, 2))
     return nn.Dense(self.num_classes, kernel_init=self.kernel_init)(x)
+
+
+def kernels(params) -> dict[str, Any]:
+  """The kernels (weights with a strength) of a parameter tree by path, e.g. ``"Dense_0/kernel"``."""
+  leaves = jax.tree_util.tree_flatten_with_path(params)[0]
+  return {
+    jax.tree_util.keystr(path, simple=True, separator="/"): leaf
+    for path, leaf in leaves
+    if getattr(path[-1], "key", None) == "kernel"
+  }
 
 
 def build_model(
