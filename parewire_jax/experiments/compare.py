@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from parewire_jax._checks import check_choice, check_int
 from parewire_jax.experiments import models as models_lib
 from parewire_jax.experiments import report as report_lib
 from parewire_jax.experiments.checkpoint import ChunkStore, dataset_digest
@@ -113,29 +114,23 @@ def check_compare_config(config: CompareConfig) -> None:
   """Raises ValueError naming the first impossible setting of ``config``."""
   from parewire_jax.experiments.data import DATASETS
 
-  for value, allowed, what in (
-    (config.dataset, DATASETS, "dataset"),
-    (config.model, models_lib.MODELS, "model"),
-    (config.init, models_lib.INITIALIZERS, "init"),
-  ):
-    if value not in allowed:
-      raise ValueError(f"{what} must be one of {', '.join(allowed)}; got {value!r}.")
+  check_choice(config.dataset, DATASETS, "dataset")
+  check_choice(config.model, models_lib.MODELS, "model")
+  check_choice(config.init, models_lib.INITIALIZERS, "init")
   variants = tuple(config.variants)
   unknown = [v for v in variants if v not in models_lib.VARIANTS]
   if unknown:
     raise ValueError(f"variants must be among {', '.join(models_lib.VARIANTS)}; got {', '.join(map(repr, unknown))}.")
   if "base" not in variants or len(variants) < 2 or len(set(variants)) != len(variants):
     raise ValueError(f"variants must be distinct and include 'base' and at least one other; got {list(variants)}.")
-  if isinstance(config.seeds, bool) or not isinstance(config.seeds, int) or config.seeds < 2:
-    raise ValueError(f"seeds must be an int >= 2 (the statistical tests need two samples), got {config.seeds!r}.")
-  if isinstance(config.first_seed, bool) or not isinstance(config.first_seed, int) or config.first_seed < 0:
-    raise ValueError(f"first_seed must be an int >= 0, got {config.first_seed!r}.")
-  if config.limit_train is not None and (not isinstance(config.limit_train, int) or config.limit_train < 1):
-    raise ValueError(f"limit_train must be None or an int >= 1, got {config.limit_train!r}.")
-  if isinstance(config.num_draws, bool) or not isinstance(config.num_draws, int) or config.num_draws < 1:
-    raise ValueError(f"num_draws must be an int >= 1, got {config.num_draws!r}.")
-  if not config.mlp_hidden or any(not isinstance(h, int) or h < 1 for h in config.mlp_hidden):
-    raise ValueError(f"mlp_hidden must be a non-empty sequence of ints >= 1, got {config.mlp_hidden!r}.")
+  try:
+    check_int(config.seeds, "seeds", minimum=2)
+  except ValueError as error:
+    raise ValueError(f"{error} The statistical tests need two samples.") from None
+  check_int(config.first_seed, "first_seed", minimum=0)
+  check_int(config.limit_train, "limit_train", allow_none=True)
+  check_int(config.num_draws, "num_draws")
+  models_lib.check_mlp_hidden(config.mlp_hidden)
   check_config(config.train_config())  # the trainer's checks, before any data is loaded
 
 
@@ -318,15 +313,16 @@ def run_strength(
   >>> r.stats["rewired"]["in σ²"] < r.stats["base"]["in σ²"]
   True
   """
-  models_lib._check_name(init, models_lib.INITIALIZERS, "init")
+  check_choice(init, models_lib.INITIALIZERS, "init")
   shape = tuple(shape)
-  if len(shape) < 2 or any(isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1 for d in shape):
+  if len(shape) < 2:
     raise ValueError(f"shape must have at least 2 positive int dimensions (…, n_out), got {shape}.")
-  if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-    raise ValueError(f"seeds must be an int >= 1, got {seeds!r}.")
+  for i, d in enumerate(shape):
+    check_int(d, f"shape[{i}]")
+  check_int(seeds, "seeds")
   variants = tuple(variants)
   for v in variants:
-    models_lib._check_name(v, models_lib.VARIANTS, "variant")
+    check_choice(v, models_lib.VARIANTS, "variant")
   keys = seed_keys(range(seeds))
   stats, per_seed, first_draw = {}, {}, {}
   for variant in variants:

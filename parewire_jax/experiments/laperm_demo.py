@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array, lax
 
+from parewire_jax._checks import check_choice, check_int
 from parewire_jax.axes import as_matrices
 from parewire_jax.experiments import models as models_lib
 from parewire_jax.experiments import report as report_lib
@@ -127,23 +128,16 @@ def check_laperm_config(config: LaPermConfig) -> None:
   """Raises ValueError naming the first impossible setting of ``config``."""
   from parewire_jax.experiments.data import DATASETS
 
-  for value, allowed, what in (
-    (config.dataset, DATASETS, "dataset"),
-    (config.model, models_lib.MODELS, "model"),
-    (config.init, models_lib.INITIALIZERS, "init"),
-  ):
-    if value not in allowed:
-      raise ValueError(f"{what} must be one of {', '.join(allowed)}; got {value!r}.")
-  if isinstance(config.seeds, bool) or not isinstance(config.seeds, int) or config.seeds < 2:
-    raise ValueError(f"seeds must be an int >= 2 (the paired tests need two samples), got {config.seeds!r}.")
-  if isinstance(config.first_seed, bool) or not isinstance(config.first_seed, int) or config.first_seed < 0:
-    raise ValueError(f"first_seed must be an int >= 0, got {config.first_seed!r}.")
-  if config.limit_train is not None and (
-    isinstance(config.limit_train, bool) or not isinstance(config.limit_train, int) or config.limit_train < 1
-  ):
-    raise ValueError(f"limit_train must be None or an int >= 1, got {config.limit_train!r}.")
-  if not config.mlp_hidden or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in config.mlp_hidden):
-    raise ValueError(f"mlp_hidden must be a non-empty sequence of ints >= 1, got {config.mlp_hidden!r}.")
+  check_choice(config.dataset, DATASETS, "dataset")
+  check_choice(config.model, models_lib.MODELS, "model")
+  check_choice(config.init, models_lib.INITIALIZERS, "init")
+  try:
+    check_int(config.seeds, "seeds", minimum=2)
+  except ValueError as error:
+    raise ValueError(f"{error} The paired tests need two samples.") from None
+  check_int(config.first_seed, "first_seed", minimum=0)
+  check_int(config.limit_train, "limit_train", allow_none=True)
+  models_lib.check_mlp_hidden(config.mlp_hidden)
   check_config(config.train_config(ARMS[-1]))  # the trainer's checks (sync_period too), before any data is loaded
 
 

@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
+from parewire_jax._checks import check_choice, check_int
 from parewire_jax.initializers import max_strength_variance, min_strength_variance, rewired
 
 Initializer = jax.nn.initializers.Initializer
@@ -36,12 +37,6 @@ MODELS = ("mlp", "lenet", "resnet18")
 # Standard deviation of a standard normal truncated to [-3, 3]: dividing by it
 # gives the truncated draw the variance of the untruncated one.
 _TRUNC3_STD = math.sqrt(1.0 - 6.0 * math.exp(-4.5) / math.sqrt(2.0 * math.pi) / math.erf(3.0 / math.sqrt(2.0)))
-
-
-def _check_name(name: str, allowed: Sequence[str], what: str) -> str:
-  if name not in allowed:
-    raise ValueError(f"{what} must be one of {', '.join(allowed)}; got {name!r}.")
-  return name
 
 
 def _fan_in(shape) -> int:
@@ -84,7 +79,7 @@ def base_initializer(name: str) -> Initializer:
   >>> base_initializer("kaiming_normal")(jax.random.key(0), (3, 3)).shape
   (3, 3)
   """
-  _check_name(name, INITIALIZERS, "init")
+  check_choice(name, INITIALIZERS, "init")
   if name == "kaiming_normal":
     return jax.nn.initializers.variance_scaling(2.0, "fan_in", "normal")
   if name == "kaiming_uniform":
@@ -112,7 +107,7 @@ def kernel_initializer(init: str, variant: str = "base", *, num_draws: int = 100
   True
   """
   base = base_initializer(init)
-  _check_name(variant, VARIANTS, "variant")
+  check_choice(variant, VARIANTS, "variant")
   if variant == "base":
     return base
   if variant == "rewired":
@@ -245,6 +240,14 @@ def kernels(params) -> dict[str, Any]:
   }
 
 
+def check_mlp_hidden(mlp_hidden: Sequence[int]) -> None:
+  """Raises ValueError unless ``mlp_hidden`` (the MLP's hidden widths) is a non-empty sequence of ints >= 1."""
+  if not mlp_hidden:
+    raise ValueError(f"mlp_hidden must be a non-empty sequence of ints >= 1, got {mlp_hidden!r}.")
+  for i, width in enumerate(mlp_hidden):
+    check_int(width, f"mlp_hidden[{i}]")
+
+
 def build_model(
   name: str,
   num_classes: int,
@@ -260,9 +263,8 @@ def build_model(
   >>> params["PatchConv_1"]["kernel"].shape, params["Dense_0"]["kernel"].shape
   ((5, 5, 20, 50), (800, 500))
   """
-  _check_name(name, MODELS, "model")
-  if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-    raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}.")
+  check_choice(name, MODELS, "model")
+  check_int(num_classes, "num_classes", minimum=2)
   builders: dict[str, Callable[[], nn.Module]] = {
     "mlp": lambda: MLP(num_classes, tuple(mlp_hidden), kernel_init),
     "lenet": lambda: LeNet(num_classes, kernel_init),

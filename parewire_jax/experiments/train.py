@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from parewire_jax._checks import check_choice, check_int
 from parewire_jax.experiments.optimizers import OPTIMIZERS, make_optimizer
 from parewire_jax.experiments.seeds import seed_keys
 from parewire_jax.experiments.steps import eval_batches, make_step_functions
@@ -107,27 +108,19 @@ class TrainResult(NamedTuple):
   init_mean_fourth_moment: np.ndarray
 
 
-def _check_positive_int(value, name: str, minimum: int = 1) -> int:
-  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-    raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}.")
-  return int(value)
-
-
 def check_config(config: TrainConfig, num_train: int | None = None) -> None:
   """Raises ValueError for settings that cannot be trained (on ``num_train`` examples, when given)."""
-  _check_positive_int(config.epochs, "epochs")
-  _check_positive_int(config.batch_size, "batch_size")
-  _check_positive_int(config.eval_batch_size, "eval_batch_size")
-  for name in ("seeds_per_chunk", "seeds_per_vmap"):
-    if getattr(config, name) is not None:
-      _check_positive_int(getattr(config, name), name)
+  check_int(config.epochs, "epochs")
+  check_int(config.batch_size, "batch_size")
+  check_int(config.eval_batch_size, "eval_batch_size")
+  check_int(config.seeds_per_chunk, "seeds_per_chunk", allow_none=True)
+  check_int(config.seeds_per_vmap, "seeds_per_vmap", allow_none=True)
   if not (config.learning_rate > 0 and np.isfinite(config.learning_rate)):
     raise ValueError(f"learning_rate must be a finite number > 0, got {config.learning_rate!r}.")
   if not 0 <= config.momentum < 1:
     raise ValueError(f"momentum must be in [0, 1), got {config.momentum!r}.")
-  if config.optimizer not in OPTIMIZERS:
-    raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}; got {config.optimizer!r}.")
-  _check_positive_int(config.sync_period, "sync_period")
+  check_choice(config.optimizer, OPTIMIZERS, "optimizer")
+  check_int(config.sync_period, "sync_period")
   if num_train is not None and config.batch_size > num_train:
     raise ValueError(f"batch_size ({config.batch_size}) exceeds the {num_train} training examples; lower batch_size.")
 
