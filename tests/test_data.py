@@ -496,11 +496,12 @@ def test_missing_without_download_explains(tmp_path, no_hub, name, expected):
 @pytest.mark.parametrize(
   "kwargs,match",
   [
-    ({"name": "imagenet"}, r"name must be one of \('digits', 'mnist', 'fashion_mnist', 'cifar10'\)"),
+    ({"name": "imagenet"}, "name must be one of digits, mnist, fashion_mnist, cifar10; got 'imagenet'"),
     ({"name": "digits", "val_seed": -1}, "val_seed must be an int"),
     ({"name": "digits", "val_seed": 1.5}, "val_seed must be an int"),
-    ({"name": "digits", "limit_train": 0}, "limit_train must be None or a positive int"),
-    ({"name": "digits", "limit_train": True}, "limit_train must be None or a positive int"),
+    ({"name": "digits", "val_seed": 2**32}, r"val_seed must be an int in \[0, 2\*\*32\)"),
+    ({"name": "digits", "limit_train": 0}, "limit_train must be None or an int >= 1"),
+    ({"name": "digits", "limit_train": True}, "limit_train must be None or an int >= 1"),
   ],
 )
 def test_bad_arguments(kwargs, match):

@@ -33,6 +33,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from parewire_jax._checks import check_choice, check_int
 from parewire_jax.experiments import downloads, formats
 
 DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10")
@@ -231,14 +232,10 @@ def load_dataset(
   >>> ds.x_train.shape, ds.x_val.shape, ds.x_test.shape, ds.num_classes
   ((100, 8, 8, 1), (360, 8, 8, 1), (360, 8, 8, 1), 10)
   """
-  if name not in DATASETS:
-    raise ValueError(f"name must be one of {DATASETS}, got {name!r}")
-  if not isinstance(val_seed, (int, np.integer)) or isinstance(val_seed, bool) or not 0 <= val_seed < 2**32:
-    raise ValueError(f"val_seed must be an int in [0, 2**32), got {val_seed!r}")
-  if limit_train is not None and (
-    not isinstance(limit_train, (int, np.integer)) or isinstance(limit_train, bool) or limit_train < 1
-  ):
-    raise ValueError(f"limit_train must be None or a positive int, got {limit_train!r}")
+  check_choice(name, DATASETS, "name")
+  if check_int(val_seed, "val_seed", minimum=0) >= 2**32:  # RandomState's seed range
+    raise ValueError(f"val_seed must be an int in [0, 2**32), got {val_seed!r}.")
+  check_int(limit_train, "limit_train", allow_none=True)
   directory = (pathlib.Path(data_dir).expanduser() if data_dir is not None else default_data_dir()) / name
 
   if name == "digits":
