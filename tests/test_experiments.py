@@ -59,8 +59,8 @@ def test_model_variants_share_per_kernel_keys():
   params = {
     v: jax.vmap(lambda k: _mlp(v, hidden=(12, 8)).init(k, x)["params"])(seed_keys([0, 1])) for v in ("base", "rewired")
   }
-  for name, base in models.kernels(params["base"]).items():
-    rewired = models.kernels(params["rewired"])[name]
+  for name, base in models.kernels(params["base"], seed_axis=True).items():
+    rewired = models.kernels(params["rewired"], seed_axis=True)[name]
     for seed in range(2):
       np.testing.assert_array_equal(np.sort(rewired[seed].ravel()), np.sort(base[seed].ravel()))
       assert strength_stats(rewired[seed]).mean_variance < strength_stats(base[seed]).mean_variance

@@ -177,7 +177,7 @@ def exact_permutation_columns(initial: Array, evaluated: Array) -> Array:
 def _initial_kernels(model, dataset, seeds: list[int]) -> dict[str, Array]:
   """The kernels ``train_seeds`` starts from: ``model.init(jax.random.key(s), x, train=False)``."""
   init = jax.jit(jax.vmap(lambda key, x: model.init(key, x, train=False)["params"], in_axes=(0, None)))
-  return models_lib.kernels(init(seed_keys(seeds), jnp.asarray(dataset.x_train[:1])))
+  return models_lib.kernels(init(seed_keys(seeds), jnp.asarray(dataset.x_train[:1])), seed_axis=True)
 
 
 class _Diagnostics:
@@ -192,7 +192,7 @@ class _Diagnostics:
 
   def __call__(self, chunk_seeds: list[int], epoch: int, params) -> None:
     rows = jnp.asarray([self.row[s] for s in chunk_seeds])
-    evaluated = models_lib.kernels(params)
+    evaluated = models_lib.kernels(params, seed_axis=True)
     initial = {name: w[rows] for name, w in self.initial.items()}
     self.exact[epoch] += sum(int(exact_permutation_columns(initial[n], evaluated[n]).sum()) for n in evaluated)
     if epoch == self.epochs - 1:

@@ -27,6 +27,7 @@ from jax import Array
 
 from parewire_jax._checks import check_choice, check_int
 from parewire_jax.initializers import max_strength_variance, min_strength_variance, rewired
+from parewire_jax.selection import selected_leaves
 
 Initializer = jax.nn.initializers.Initializer
 
@@ -230,14 +231,30 @@ class ResNet18(nn.Module):
     return nn.Dense(self.num_classes, kernel_init=self.kernel_init)(x)
 
 
-def kernels(params) -> dict[str, Any]:
-  """The kernels (weights with a strength) of a parameter tree by path, e.g. ``"Dense_0/kernel"``."""
-  leaves = jax.tree_util.tree_flatten_with_path(params)[0]
-  return {
-    jax.tree_util.keystr(path, simple=True, separator="/"): leaf
-    for path, leaf in leaves
-    if getattr(path[-1], "key", None) == "kernel"
-  }
+def kernels(params: Any, *, seed_axis: bool = False) -> dict[str, Any]:
+  """The kernels of a parameter tree by path, e.g. ``"Dense_0/kernel"``, in flattening order.
+
+  Kernels are the weights with a strength: the leaves that
+  :func:`parewire_jax.selection.is_weight_matrix` selects (floating arrays
+  with ``ndim >= 2``), the package's one selection rule. Biases and norm
+  scales are left out.
+
+  Args:
+    params: a parameter tree (``variables["params"]``) of arrays or
+      ``jax.ShapeDtypeStruct``.
+    seed_axis: every leaf has a leading seed axis (one row per init seed).
+      Which leaves are kernels is then decided on one seed's shapes, since a
+      batched bias is 2-D.
+
+  >>> import jax.numpy as jnp
+  >>> params = {"Dense_0": {"bias": jnp.zeros(2), "kernel": jnp.ones((3, 2))}}
+  >>> batched = jax.tree.map(lambda x: jnp.stack([x, x]), params)
+  >>> list(kernels(params)), list(kernels(batched, seed_axis=True))
+  (['Dense_0/kernel'], ['Dense_0/kernel'])
+  """
+  one_seed = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), params) if seed_axis else params
+  leaves = dict(jax.tree_util.tree_flatten_with_path(params)[0])
+  return {jax.tree_util.keystr(path, simple=True, separator="/"): leaves[path] for path, _ in selected_leaves(one_seed)}
 
 
 def check_mlp_hidden(mlp_hidden: Sequence[int]) -> None:
