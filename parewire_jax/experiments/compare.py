@@ -10,19 +10,23 @@ and after rewiring (§3.2–3.3, Fig. 1b–c).
 from __future__ import annotations
 
 import functools
+import os
 import pathlib
 import time
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import Array
 
 from parewire_jax._checks import check_choice, check_int
 from parewire_jax.experiments import models as models_lib
 from parewire_jax.experiments import report as report_lib
 from parewire_jax.experiments.checkpoint import ChunkStore, dataset_digest
+from parewire_jax.experiments.data import DATASETS, Dataset, load_dataset
 from parewire_jax.experiments.seeds import seed_keys
 from parewire_jax.experiments.train import TrainConfig, TrainResult, check_config, train_seeds
 from parewire_jax.strength import strength_stats
@@ -78,7 +82,7 @@ class CompareResult(NamedTuple):
   resumed: dict[str, list[list[int]]]  # variant -> seeds of each chunk loaded from out_dir, not trained
 
 
-def training_fingerprint(config: CompareConfig, dataset) -> dict[str, Any]:
+def training_fingerprint(config: CompareConfig, dataset: Dataset) -> dict[str, Any]:
   """What determines a chunk's training besides its variant and seeds (see ``ChunkStore``).
 
   The settings, a digest of the data, and the software and device that train:
@@ -112,8 +116,6 @@ def training_fingerprint(config: CompareConfig, dataset) -> dict[str, Any]:
 
 def check_compare_config(config: CompareConfig) -> None:
   """Raises ValueError naming the first impossible setting of ``config``."""
-  from parewire_jax.experiments.data import DATASETS
-
   check_choice(config.dataset, DATASETS, "dataset")
   check_choice(config.model, models_lib.MODELS, "model")
   check_choice(config.init, models_lib.INITIALIZERS, "init")
@@ -134,13 +136,13 @@ def check_compare_config(config: CompareConfig) -> None:
   check_config(config.train_config())  # the trainer's checks, before any data is loaded
 
 
-def build(config: CompareConfig, variant: str, num_classes: int):
+def build(config: CompareConfig, variant: str, num_classes: int) -> nn.Module:
   """The model of ``config`` with every kernel drawn by ``config.init`` in ``variant``."""
   kernel_init = models_lib.kernel_initializer(config.init, variant, num_draws=config.num_draws)
   return models_lib.build_model(config.model, num_classes, kernel_init, mlp_hidden=config.mlp_hidden)
 
 
-def _first_seed_kernels(config: CompareConfig, dataset) -> tuple[str, dict[str, np.ndarray]]:
+def _first_seed_kernels(config: CompareConfig, dataset: Dataset) -> tuple[str, dict[str, np.ndarray]]:
   """The largest kernel of the model initialized with ``first_seed``, per variant (for Fig. 1b)."""
   largest = {}
   for variant in config.variants:
@@ -153,10 +155,10 @@ def _first_seed_kernels(config: CompareConfig, dataset) -> tuple[str, dict[str, 
 
 
 def run_compare(
-  config: CompareConfig = CompareConfig(),
+  config: CompareConfig = CompareConfig(),  # noqa: B008 (a NamedTuple, immutable)
   *,
-  dataset=None,
-  data_dir: str | None = None,
+  dataset: Dataset | None = None,
+  data_dir: str | os.PathLike | None = None,
   download: bool = True,
   out_dir: str | pathlib.Path | None = None,
   resume: bool = False,
@@ -190,8 +192,6 @@ def run_compare(
   if resume and out_dir is None:
     raise ValueError("resume=True needs out_dir: the directory whose chunks/ a previous run saved.")
   if dataset is None:
-    from parewire_jax.experiments.data import load_dataset
-
     dataset = load_dataset(config.dataset, data_dir=data_dir, download=download, limit_train=config.limit_train)
   base_model = build(config, "base", dataset.num_classes)  # fails now, not mid-run, on data the model can't take
   jax.eval_shape(lambda key: base_model.init(key, dataset.x_train[:1]), jax.random.key(0))
@@ -239,7 +239,7 @@ def run_compare(
   return outcome
 
 
-def write_compare_outputs(outcome: CompareResult, dataset, out_dir: str | pathlib.Path) -> None:
+def write_compare_outputs(outcome: CompareResult, dataset: Dataset, out_dir: str | pathlib.Path) -> None:
   """``results.json``, ``table.md`` and the plots of a :func:`run_compare` outcome."""
   out = pathlib.Path(out_dir)
   out.mkdir(parents=True, exist_ok=True)
@@ -293,6 +293,11 @@ class StrengthResult(NamedTuple):
   table: str
 
 
+def _draws(initializer: models_lib.Initializer, keys: Array, shape: tuple[int, ...]) -> Array:
+  """One float32 draw of ``shape`` from ``initializer`` per key, stacked."""
+  return jax.jit(jax.vmap(lambda k: initializer(k, shape, jnp.float32)))(keys)
+
+
 def run_strength(
   init: str,
   shape: Sequence[int],
@@ -327,7 +332,7 @@ def run_strength(
   stats, per_seed, first_draw = {}, {}, {}
   for variant in variants:
     initializer = models_lib.kernel_initializer(init, variant, num_draws=num_draws)
-    draws = jax.jit(jax.vmap(lambda k: initializer(k, shape, jnp.float32)))(keys)
+    draws = _draws(initializer, keys, shape)
     seed_stats = jax.vmap(strength_stats)(draws)
     per_seed[variant] = jax.tree.map(np.asarray, seed_stats)
     stats[variant] = dict(
@@ -337,6 +342,7 @@ def run_strength(
           float(np.mean(getattr(seed_stats, f)))
           for f in ("in_variance", "out_variance", "in_fourth_moment", "out_fourth_moment", "in_max_abs", "out_max_abs")
         ),
+        strict=True,
       )
     )
     first_draw[variant] = np.asarray(draws[0])

@@ -26,9 +26,11 @@ The defaults are CPU-sized; they follow the LaPerm paper where it applies
 
 from __future__ import annotations
 
+import os
 import pathlib
 from typing import Any, NamedTuple
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -39,6 +41,7 @@ from parewire_jax.axes import as_matrices
 from parewire_jax.experiments import models as models_lib
 from parewire_jax.experiments import report as report_lib
 from parewire_jax.experiments import stats as stats_lib
+from parewire_jax.experiments.data import DATASETS, Dataset, load_dataset
 from parewire_jax.experiments.seeds import seed_keys
 from parewire_jax.experiments.train import TrainConfig, TrainResult, check_config, train_seeds
 from parewire_jax.lookahead_permutation import weight_deviation
@@ -126,8 +129,6 @@ class LaPermResult(NamedTuple):
 
 def check_laperm_config(config: LaPermConfig) -> None:
   """Raises ValueError naming the first impossible setting of ``config``."""
-  from parewire_jax.experiments.data import DATASETS
-
   check_choice(config.dataset, DATASETS, "dataset")
   check_choice(config.model, models_lib.MODELS, "model")
   check_choice(config.init, models_lib.INITIALIZERS, "init")
@@ -174,7 +175,7 @@ def exact_permutation_columns(initial: Array, evaluated: Array) -> Array:
   return jnp.sum(same, axis=-1, dtype=jnp.int32)
 
 
-def _initial_kernels(model, dataset, seeds: list[int]) -> dict[str, Array]:
+def _initial_kernels(model: nn.Module, dataset: Dataset, seeds: list[int]) -> dict[str, Array]:
   """The kernels ``train_seeds`` starts from: ``model.init(jax.random.key(s), x, train=False)``."""
   init = jax.jit(jax.vmap(lambda key, x: model.init(key, x, train=False)["params"], in_axes=(0, None)))
   return models_lib.kernels(init(seed_keys(seeds), jnp.asarray(dataset.x_train[:1])), seed_axis=True)
@@ -239,10 +240,10 @@ def deviation_table(deviation: dict[str, dict[str, Any]]) -> str:
 
 
 def run_laperm(
-  config: LaPermConfig = LaPermConfig(),
+  config: LaPermConfig = LaPermConfig(),  # noqa: B008 (a NamedTuple, immutable)
   *,
-  dataset=None,
-  data_dir: str | None = None,
+  dataset: Dataset | None = None,
+  data_dir: str | os.PathLike | None = None,
   download: bool = True,
   out_dir: str | pathlib.Path | None = None,
   progress: bool = False,
@@ -270,8 +271,6 @@ def run_laperm(
   config = config._replace(mlp_hidden=tuple(config.mlp_hidden))
   check_laperm_config(config)
   if dataset is None:
-    from parewire_jax.experiments.data import load_dataset
-
     dataset = load_dataset(config.dataset, data_dir=data_dir, download=download, limit_train=config.limit_train)
   seeds = list(range(config.first_seed, config.first_seed + config.seeds))
   kernel_init = models_lib.kernel_initializer(config.init)
@@ -310,7 +309,16 @@ def run_laperm(
   return outcome
 
 
-def _markdown(config, dataset, results, analysis, epoch_tests, exact, columns_per_epoch, deviation) -> str:
+def _markdown(
+  config: LaPermConfig,
+  dataset: Dataset,
+  results: dict[str, TrainResult],
+  analysis: report_lib.MetricReport,
+  epoch_tests: list[stats_lib.Comparison],
+  exact: dict[str, np.ndarray],
+  columns_per_epoch: int,
+  deviation: dict[str, dict[str, Any]],
+) -> str:
   total = columns_per_epoch * config.epochs
   exact_lines = "\n".join(f"- {arm}: {int(exact[arm].sum())} / {total}" for arm in ARMS)
   return (
@@ -333,7 +341,7 @@ def _markdown(config, dataset, results, analysis, epoch_tests, exact, columns_pe
   )
 
 
-def write_laperm_outputs(outcome: LaPermResult, dataset, out_dir: str | pathlib.Path) -> None:
+def write_laperm_outputs(outcome: LaPermResult, dataset: Dataset, out_dir: str | pathlib.Path) -> None:
   """``results.json``, ``table.md`` and ``curves.png`` of a :func:`run_laperm` outcome."""
   out = pathlib.Path(out_dir)
   out.mkdir(parents=True, exist_ok=True)

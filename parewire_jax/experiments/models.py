@@ -24,6 +24,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from jax import Array
+from jax.typing import DTypeLike
 
 from parewire_jax._checks import check_choice, check_int
 from parewire_jax.initializers import max_strength_variance, min_strength_variance, rewired
@@ -46,7 +47,7 @@ def _fan_in(shape) -> int:
   return math.prod(shape[:-1])
 
 
-def kaiming_truncated_normal(dtype=jnp.float32) -> Initializer:
+def kaiming_truncated_normal(dtype: DTypeLike = jnp.float32) -> Initializer:
   """Kaiming-normal (fan-in, gain √2) truncated at ±3σ, variance kept at 2/fan_in (§4.1).
 
   ``jax.nn.initializers.variance_scaling(..., "truncated_normal")`` truncates
@@ -60,7 +61,7 @@ def kaiming_truncated_normal(dtype=jnp.float32) -> Initializer:
   True
   """
 
-  def init(key: Array, shape, dtype=dtype, out_sharding=None) -> Array:
+  def init(key: Array, shape: Sequence[int], dtype: DTypeLike = dtype, out_sharding: Any = None) -> Array:
     del out_sharding  # single-device experiments
     std = math.sqrt(2.0 / _fan_in(shape)) / _TRUNC3_STD
     return (jax.random.truncated_normal(key, -3.0, 3.0, shape, jnp.float32) * std).astype(dtype)
@@ -202,10 +203,12 @@ class BasicBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x: Array, train: bool) -> Array:
-    norm = lambda: nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)
-    conv = lambda f, k, s: nn.Conv(
-      f, k, (s, s), padding=[(k[0] // 2,) * 2] * 2, use_bias=False, kernel_init=self.kernel_init
-    )
+    def norm() -> nn.Module:
+      return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)
+
+    def conv(f: int, k: tuple[int, int], s: int) -> nn.Module:
+      return nn.Conv(f, k, (s, s), padding=[(k[0] // 2,) * 2] * 2, use_bias=False, kernel_init=self.kernel_init)
+
     y = nn.relu(norm()(conv(self.features, (3, 3), self.strides)(x)))
     y = norm()(conv(self.features, (3, 3), 1)(y))
     if self.strides != 1 or x.shape[-1] != self.features:

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from parewire_jax.experiments.stats import Comparison, Summary, compare, summarize
 from parewire_jax.experiments.train import TrainResult
@@ -36,7 +37,7 @@ class BestEpoch(NamedTuple):
   test_acc: np.ndarray  # test accuracy at that epoch, (S,)
 
 
-def select_best_epoch(val_acc, test_acc) -> BestEpoch:
+def select_best_epoch(val_acc: ArrayLike, test_acc: ArrayLike) -> BestEpoch:
   """Per seed: the epoch of the highest validation accuracy and the test accuracy there.
 
   Ties go to the earliest epoch (the first time the best accuracy is reached
@@ -177,7 +178,7 @@ def plot_curves(results: Mapping[str, TrainResult], path: str | pathlib.Path) ->
     ("train_loss", "train loss", 1.0),
     ("val_loss", "validation loss", 1.0),
   ]
-  for ax, (field, label, scale) in zip(axes.ravel(), panels):
+  for ax, (field, label, scale) in zip(axes.ravel(), panels, strict=True):
     for variant, result in results.items():
       values = getattr(result, field) * scale
       epochs = np.arange(1, values.shape[1] + 1)
@@ -207,12 +208,12 @@ def plot_strength_distributions(
   plt = _pyplot()
   fig, axes = plt.subplots(1, 2, figsize=(10, 4))
   matrices = {v: np.asarray(w, np.float64).reshape(-1, np.shape(w)[-1]) for v, w in kernels.items()}
-  for ax, axis in zip(axes, (1, 0)):  # input strengths are row sums, output strengths column sums
+  for ax, axis in zip(axes, (1, 0), strict=True):  # input strengths are row sums, output strengths column sums
     sums = {v: m.sum(axis) for v, m in matrices.items()}
     bins = np.histogram_bin_edges(np.concatenate(list(sums.values())), bins=50)  # shared, so bars compare
     for variant, s in sums.items():
       ax.hist(s, bins=bins, alpha=0.5, label=f"{variant} (σ²={s.var():.3g})")
-  for ax, which in zip(axes, ("input", "output")):
+  for ax, which in zip(axes, ("input", "output"), strict=True):
     ax.set_xlabel(f"{which} neuron strength")
     ax.set_ylabel("neurons")
     ax.legend()

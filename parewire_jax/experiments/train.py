@@ -19,6 +19,7 @@ be saved and loaded back (resuming, see
 
 from __future__ import annotations
 
+import operator
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -29,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from parewire_jax._checks import check_choice, check_int
+from parewire_jax.experiments.data import Dataset
 from parewire_jax.experiments.optimizers import OPTIMIZERS, make_optimizer
 from parewire_jax.experiments.seeds import seed_keys
 from parewire_jax.experiments.steps import eval_batches, make_step_functions
@@ -134,9 +136,9 @@ def epoch_batches(data_seed: int, epoch: int, num_train: int, batch_size: int) -
 
 def train_seeds(
   model: nn.Module,
-  dataset,
+  dataset: Dataset,
   seeds: Sequence[int],
-  config: TrainConfig = TrainConfig(),
+  config: TrainConfig = TrainConfig(),  # noqa: B008 (a NamedTuple, immutable)
   *,
   progress: Callable[[int], Any] | None = None,
   inspect: Callable[[list[int], int, Any], Any] | None = None,
@@ -219,7 +221,8 @@ def train_seeds(
         progress(config.epochs)
       continue
     started = time.perf_counter()
-    padded = chunk_seeds + [chunk_seeds[-1]] * (chunk - len(chunk_seeds))
+    keep = len(chunk_seeds)  # rows of the chunk's own seeds; the padding follows
+    padded = chunk_seeds + [chunk_seeds[-1]] * (chunk - keep)
     params, state, opt_state, counts, variance, fourth = init(seed_keys(padded), x_train[:1])
     record: dict[str, list] = {
       k: [] for k in ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "grad_abs")
@@ -237,10 +240,9 @@ def train_seeds(
         record[f"{split}_loss"].append(split_loss)
         record[f"{split}_acc"].append(split_acc)
       if inspect is not None:
-        inspect(chunk_seeds, e, jax.tree.map(lambda x: x[: len(chunk_seeds)], evaluated))
+        inspect(chunk_seeds, e, jax.tree.map(operator.itemgetter(slice(keep)), evaluated))
       if progress is not None:
         progress(1)
-    keep = len(chunk_seeds)
     curves = {k: np.stack([np.asarray(v) for v in vals], axis=1)[:keep] for k, vals in record.items()}
     grad_abs = curves.pop("grad_abs") if config.track_gradients else None
     curves.pop("grad_abs", None)
