@@ -58,7 +58,7 @@ class FakeIdx:
     self.y = rng.integers(0, 10, n, dtype=np.uint8)
     self.n_train, self.n_test = n_train, n_test
     arrays = (self.x[:n_train], self.y[:n_train], self.x[n_train:], self.y[n_train:])
-    self.files = {name: gzip.compress(idx_bytes(a), mtime=0) for name, a in zip(IDX_NAMES, arrays)}
+    self.files = {name: gzip.compress(idx_bytes(a), mtime=0) for name, a in zip(IDX_NAMES, arrays, strict=True)}
 
   def source(self, *mirrors: str) -> downloads.Source:
     return downloads.Source(mirrors, tuple(downloads.RemoteFile(n, md5(b)) for n, b in self.files.items()))
@@ -242,7 +242,7 @@ def test_download_parse_cache(tmp_path, server, monkeypatch):
 
   server.shutdown()  # The second load must come from the cache.
   again = data.load_dataset("fashion_mnist", data_dir=tmp_path, download=False)
-  for a, b in zip(ds, again):
+  for a, b in zip(ds, again, strict=True):
     np.testing.assert_array_equal(a, b)
 
 
@@ -376,7 +376,10 @@ def test_cifar_refuses_arbitrary_pickles(tmp_path):
 def test_split_sizes_disjoint_and_seeded(tmp_path):
   fake = FakeIdx(n_train=60, n_test=15)
   fake.place(tmp_path / "fashion_mnist")
-  load = lambda **kw: data.load_dataset("fashion_mnist", data_dir=tmp_path, download=False, **kw)
+
+  def load(**kw):
+    return data.load_dataset("fashion_mnist", data_dir=tmp_path, download=False, **kw)
+
   ds = load()
   train, val = ids(ds.x_train), ids(ds.x_val)
   assert len(val) == len(ds.y_test) == 15 and len(train) == 45

@@ -98,7 +98,7 @@ def test_laperm_evaluated_kernels_are_exact_column_permutations_of_the_initial_o
     ),
   )
   assert sorted(evaluated) == [(e, s) for e in range(2) for s in range(3)]
-  for (epoch, seed), params in evaluated.items():
+  for (_, seed), params in evaluated.items():
     initial = models.kernels(_initial_params(_mlp(), tiny, seed))
     for name, kernel in models.kernels(params).items():
       np.testing.assert_array_equal(_column_multisets(kernel), _column_multisets(initial[name]), err_msg=name)
@@ -120,7 +120,7 @@ def test_step_counts_are_shared_by_the_seeds():
   tx = optimizers.make_optimizer(train.TrainConfig(optimizer="laperm_adam", epochs=2), 10)
   shapes = jax.eval_shape(tx.init, {"w": jnp.zeros((4, 3)), "b": jnp.zeros(3)})
   mask = step_count_mask(shapes)
-  counted = [s for s, is_count in zip(jax.tree.leaves(shapes), jax.tree.leaves(mask)) if is_count]
+  counted = [s for s, is_count in zip(jax.tree.leaves(shapes), jax.tree.leaves(mask), strict=True) if is_count]
   # LaPerm's count, Adam's count and the learning-rate schedule's count; not Adam's moments nor θ_sorted
   assert len(counted) == 3 and all(s.shape == () and s.dtype == jnp.int32 for s in counted)
   per_seed, counts = split_counts(mask, shapes)
