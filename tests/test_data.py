@@ -1,4 +1,4 @@
-"""Tests for parewire_jax.experiments.data (no network: a local HTTP server)."""
+"""Tests for parewire_jax.experiments.data, .formats and .downloads (no network: a local HTTP server)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import threading
 import numpy as np
 import pytest
 
-from parewire_jax.experiments import data
+from parewire_jax.experiments import data, downloads, formats
 
 IDX_NAMES = (
   "train-images-idx3-ubyte.gz",
@@ -58,10 +58,10 @@ class FakeIdx:
     self.y = rng.integers(0, 10, n, dtype=np.uint8)
     self.n_train, self.n_test = n_train, n_test
     arrays = (self.x[:n_train], self.y[:n_train], self.x[n_train:], self.y[n_train:])
-    self.files = {name: gzip.compress(idx_bytes(a), mtime=0) for name, a in zip(IDX_NAMES, arrays)}
+    self.files = {name: gzip.compress(idx_bytes(a), mtime=0) for name, a in zip(IDX_NAMES, arrays, strict=True)}
 
-  def source(self, *mirrors: str) -> data.Source:
-    return data.Source(mirrors, tuple(data.RemoteFile(n, md5(b)) for n, b in self.files.items()))
+  def source(self, *mirrors: str) -> downloads.Source:
+    return downloads.Source(mirrors, tuple(downloads.RemoteFile(n, md5(b)) for n, b in self.files.items()))
 
   def place(self, directory: pathlib.Path) -> None:
     directory.mkdir(parents=True)
@@ -152,7 +152,7 @@ def no_hub(monkeypatch):
 
 @pytest.fixture(autouse=True)
 def no_env(monkeypatch):
-  monkeypatch.delenv(data.DATA_URL_ENV, raising=False)
+  monkeypatch.delenv(downloads.DATA_URL_ENV, raising=False)
   monkeypatch.delenv(data.DATA_DIR_ENV, raising=False)
 
 
@@ -179,19 +179,19 @@ def test_idx_round_trip(tmp_path, dtype, shape):
   rng = np.random.default_rng(0)
   array = (rng.standard_normal(shape) * 100).astype(dtype)
   encoded = idx_bytes(array)
-  parsed = data.parse_idx(encoded)
+  parsed = formats.parse_idx(encoded)
   assert parsed.dtype == np.dtype(dtype) and parsed.dtype.isnative
   np.testing.assert_array_equal(parsed, array)
   (tmp_path / "a.gz").write_bytes(gzip.compress(encoded))
   (tmp_path / "a").write_bytes(encoded)
-  np.testing.assert_array_equal(data.read_idx(tmp_path / "a.gz"), array)
-  np.testing.assert_array_equal(data.read_idx(tmp_path / "a"), array)
+  np.testing.assert_array_equal(formats.read_idx(tmp_path / "a.gz"), array)
+  np.testing.assert_array_equal(formats.read_idx(tmp_path / "a"), array)
 
 
 def test_idx_known_bytes():
   # Two 2×1 int16 values 258 and -2 (0x0102, 0xFFFE), big-endian.
   buffer = bytes([0, 0, 0x0B, 2, 0, 0, 0, 2, 0, 0, 0, 1, 1, 2, 0xFF, 0xFE])
-  np.testing.assert_array_equal(data.parse_idx(buffer), [[258], [-2]])
+  np.testing.assert_array_equal(formats.parse_idx(buffer), [[258], [-2]])
 
 
 @pytest.mark.parametrize(
@@ -207,14 +207,14 @@ def test_idx_known_bytes():
 )
 def test_idx_rejects_malformed(buffer, message):
   with pytest.raises(ValueError, match=message):
-    data.parse_idx(buffer)
+    formats.parse_idx(buffer)
 
 
 def test_read_idx_truncated_gzip_names_file(tmp_path):
   path = tmp_path / "x.gz"
   path.write_bytes(gzip.compress(idx_bytes(np.arange(1000, dtype=np.uint8)))[:-20])
   with pytest.raises(ValueError, match=rf"{path}: corrupt or truncated gzip"):
-    data.read_idx(path)
+    formats.read_idx(path)
 
 
 # ---------------------------------------------------------------------------
@@ -225,7 +225,7 @@ def test_download_parse_cache(tmp_path, server, monkeypatch):
   fake = FakeIdx()
   for name, content in fake.files.items():
     server.files[f"/fm/{name}"] = content
-  monkeypatch.setitem(data.SOURCES, "fashion_mnist", fake.source(server.url + "/fm/"))
+  monkeypatch.setitem(downloads.SOURCES, "fashion_mnist", fake.source(server.url + "/fm/"))
 
   ds = data.load_dataset("fashion_mnist", data_dir=tmp_path)
   assert sorted(server.requests) == sorted(f"/fm/{n}" for n in IDX_NAMES)
@@ -242,7 +242,7 @@ def test_download_parse_cache(tmp_path, server, monkeypatch):
 
   server.shutdown()  # The second load must come from the cache.
   again = data.load_dataset("fashion_mnist", data_dir=tmp_path, download=False)
-  for a, b in zip(ds, again):
+  for a, b in zip(ds, again, strict=True):
     np.testing.assert_array_equal(a, b)
 
 
@@ -250,8 +250,8 @@ def test_env_url_and_data_dir(tmp_path, server, monkeypatch, no_hub):
   fake = FakeIdx(seed=3)
   for name, content in fake.files.items():
     server.files[f"/base/mnist/{name}"] = content
-  monkeypatch.setitem(data.SOURCES, "mnist", fake.source("http://127.0.0.1:9/never-used/"))
-  monkeypatch.setenv(data.DATA_URL_ENV, server.url + "/base/")
+  monkeypatch.setitem(downloads.SOURCES, "mnist", fake.source("http://127.0.0.1:9/never-used/"))
+  monkeypatch.setenv(downloads.DATA_URL_ENV, server.url + "/base/")
   monkeypatch.setenv(data.DATA_DIR_ENV, str(tmp_path / "env_dir"))
   assert data.default_data_dir() == tmp_path / "env_dir"
 
@@ -269,7 +269,7 @@ def test_falls_back_to_next_mirror(tmp_path, server, monkeypatch):
   fake = FakeIdx()
   for name, content in fake.files.items():
     server.files[f"/good/{name}"] = content
-  monkeypatch.setitem(data.SOURCES, "fashion_mnist", fake.source(server.url + "/missing/", server.url + "/good/"))
+  monkeypatch.setitem(downloads.SOURCES, "fashion_mnist", fake.source(server.url + "/missing/", server.url + "/good/"))
   ds = data.load_dataset("fashion_mnist", data_dir=tmp_path)
   assert len(server.requests) == 8 and server.requests[0].startswith("/missing/")
   np.testing.assert_array_equal(ds.y_test, fake.y[fake.n_train :])
@@ -280,9 +280,9 @@ def _serve_and_fail(tmp_path, server, monkeypatch, served: bytes, published_md5:
   fake = FakeIdx()
   name = IDX_NAMES[0]
   server.files[f"/d/{name}"] = served
-  files = (data.RemoteFile(name, published_md5),) + fake.source().files[1:]
-  monkeypatch.setitem(data.SOURCES, "fashion_mnist", data.Source((server.url + "/d/",), files))
-  with pytest.raises(data.DownloadError, match=match) as info:
+  files = (downloads.RemoteFile(name, published_md5),) + fake.source().files[1:]
+  monkeypatch.setitem(downloads.SOURCES, "fashion_mnist", downloads.Source((server.url + "/d/",), files))
+  with pytest.raises(downloads.DownloadError, match=match) as info:
     data.load_dataset("fashion_mnist", data_dir=tmp_path)
   assert f"{server.url}/d/{name}" in str(info.value)
   assert "nothing was cached" in str(info.value)
@@ -320,9 +320,9 @@ def test_cifar_download_and_layout(tmp_path, server, monkeypatch):
   content = tarball(batches)
   server.files["/c/cifar-10-python.tar.gz"] = content
   monkeypatch.setitem(
-    data.SOURCES,
+    downloads.SOURCES,
     "cifar10",
-    data.Source((server.url + "/c/",), (data.RemoteFile("cifar-10-python.tar.gz", md5(content)),)),
+    downloads.Source((server.url + "/c/",), (downloads.RemoteFile("cifar-10-python.tar.gz", md5(content)),)),
   )
   ds = data.load_dataset("cifar10", data_dir=tmp_path)
   assert cached_files(tmp_path / "cifar10") == ["cifar-10-python.tar.gz"]
@@ -341,11 +341,11 @@ def test_cifar_corrupt_tarball_not_cached(tmp_path, server, monkeypatch):
   content = tarball(fake_cifar_batches()[2])[:-100]
   server.files["/c/cifar-10-python.tar.gz"] = content
   monkeypatch.setitem(
-    data.SOURCES,
+    downloads.SOURCES,
     "cifar10",
-    data.Source((server.url + "/c/",), (data.RemoteFile("cifar-10-python.tar.gz", md5(content)),)),
+    downloads.Source((server.url + "/c/",), (downloads.RemoteFile("cifar-10-python.tar.gz", md5(content)),)),
   )
-  with pytest.raises(data.DownloadError, match="corrupt or truncated tarball"):
+  with pytest.raises(downloads.DownloadError, match="corrupt or truncated tarball"):
     data.load_dataset("cifar10", data_dir=tmp_path)
   assert cached_files(tmp_path / "cifar10") == []
 
@@ -376,7 +376,10 @@ def test_cifar_refuses_arbitrary_pickles(tmp_path):
 def test_split_sizes_disjoint_and_seeded(tmp_path):
   fake = FakeIdx(n_train=60, n_test=15)
   fake.place(tmp_path / "fashion_mnist")
-  load = lambda **kw: data.load_dataset("fashion_mnist", data_dir=tmp_path, download=False, **kw)
+
+  def load(**kw):
+    return data.load_dataset("fashion_mnist", data_dir=tmp_path, download=False, **kw)
+
   ds = load()
   train, val = ids(ds.x_train), ids(ds.x_val)
   assert len(val) == len(ds.y_test) == 15 and len(train) == 45
@@ -496,11 +499,12 @@ def test_missing_without_download_explains(tmp_path, no_hub, name, expected):
 @pytest.mark.parametrize(
   "kwargs,match",
   [
-    ({"name": "imagenet"}, r"name must be one of \('digits', 'mnist', 'fashion_mnist', 'cifar10'\)"),
+    ({"name": "imagenet"}, "name must be one of digits, mnist, fashion_mnist, cifar10; got 'imagenet'"),
     ({"name": "digits", "val_seed": -1}, "val_seed must be an int"),
     ({"name": "digits", "val_seed": 1.5}, "val_seed must be an int"),
-    ({"name": "digits", "limit_train": 0}, "limit_train must be None or a positive int"),
-    ({"name": "digits", "limit_train": True}, "limit_train must be None or a positive int"),
+    ({"name": "digits", "val_seed": 2**32}, r"val_seed must be an int in \[0, 2\*\*32\)"),
+    ({"name": "digits", "limit_train": 0}, "limit_train must be None or an int >= 1"),
+    ({"name": "digits", "limit_train": True}, "limit_train must be None or an int >= 1"),
   ],
 )
 def test_bad_arguments(kwargs, match):

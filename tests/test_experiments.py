@@ -17,9 +17,10 @@ from scipy import stats as sps
 
 from parewire_jax import rewiring_key, strength_stats
 from parewire_jax.__main__ import main
-from parewire_jax.experiments import models, report, stats, train
+from parewire_jax.experiments import models, optimizers, report, stats, train
 from parewire_jax.experiments.compare import CompareConfig, check_compare_config, run_compare, run_strength
 from parewire_jax.experiments.data import Dataset
+from parewire_jax.experiments.seeds import seed_keys
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +37,7 @@ def _mlp(variant: str = "base", init: str = "kaiming_normal", hidden=(16,)) -> n
 
 @pytest.mark.parametrize("init", models.INITIALIZERS)
 def test_variants_share_the_base_draw_per_seed(init):
-  keys = train.seed_keys([0, 1, 2])
+  keys = seed_keys([0, 1, 2])
   draws = {
     v: jax.vmap(lambda k: models.kernel_initializer(init, v, num_draws=4)(k, (3, 2, 4, 5)))(keys)
     for v in models.VARIANTS
@@ -56,11 +57,10 @@ def test_model_variants_share_per_kernel_keys():
   """Flax derives each kernel's key from the init key and its path, so variants pair up per seed."""
   x = jnp.zeros((1, 6, 6, 1))
   params = {
-    v: jax.vmap(lambda k: _mlp(v, hidden=(12, 8)).init(k, x)["params"])(train.seed_keys([0, 1]))
-    for v in ("base", "rewired")
+    v: jax.vmap(lambda k: _mlp(v, hidden=(12, 8)).init(k, x)["params"])(seed_keys([0, 1])) for v in ("base", "rewired")
   }
-  for name, base in train.kernels(params["base"]).items():
-    rewired = train.kernels(params["rewired"])[name]
+  for name, base in models.kernels(params["base"], seed_axis=True).items():
+    rewired = models.kernels(params["rewired"], seed_axis=True)[name]
     for seed in range(2):
       np.testing.assert_array_equal(np.sort(rewired[seed].ravel()), np.sort(base[seed].ravel()))
       assert strength_stats(rewired[seed]).mean_variance < strength_stats(base[seed]).mean_variance
@@ -122,7 +122,7 @@ def test_patch_conv_equals_flax_conv():
 def test_lenet_and_resnet_shapes():
   lenet = models.build_model("lenet", 10, models.base_initializer("kaiming_normal"))
   params = jax.eval_shape(lenet.init, jax.random.key(0), jnp.zeros((1, 28, 28, 1)))["params"]
-  assert {k: v.shape for k, v in train.kernels(params).items()} == {
+  assert {k: v.shape for k, v in models.kernels(params).items()} == {
     "PatchConv_0/kernel": (5, 5, 1, 20),
     "PatchConv_1/kernel": (5, 5, 20, 50),
     "Dense_0/kernel": (800, 500),
@@ -130,7 +130,7 @@ def test_lenet_and_resnet_shapes():
   }
   resnet = models.build_model("resnet18", 10, models.base_initializer("kaiming_normal"))
   variables = jax.eval_shape(resnet.init, jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
-  kernels = train.kernels(variables["params"])
+  kernels = models.kernels(variables["params"])
   assert len(kernels) == 1 + 16 + 3 + 1  # stem, 8 blocks × 2, 3 projections, classifier
   # stem 3·3·3·64, stages 4·3·3·64², (3·3·64·128 + 3·3·3·128² + 64·128), …, classifier 512·10
   stages = sum(9 * c // 2 * c + 3 * 9 * c * c + c // 2 * c for c in (128, 256, 512))
@@ -149,11 +149,11 @@ def test_select_best_epoch_on_hand_made_curves():
     [0.60, 0.80, 0.80, 0.80],
   ]  # ties: the first time it is reached
   test = [[0.1, 0.2, 0.3, 0.4], [0.5, 0.6, 0.7, 0.8], [0.9, 0.8, 0.7, 0.6], [0.4, 0.3, 0.2, 0.1]]
-  best = train.select_best_epoch(val, test)
+  best = report.select_best_epoch(val, test)
   assert best.convergence_epoch.tolist() == [3, 1, 4, 2]
   assert best.test_acc.tolist() == [0.3, 0.5, 0.6, 0.3]
   with pytest.raises(ValueError, match="same shape"):
-    train.select_best_epoch([[0.1, 0.2]], [[0.1]])
+    report.select_best_epoch([[0.1, 0.2]], [[0.1]])
 
 
 def test_data_order_depends_only_on_data_seed_and_epoch():
@@ -217,7 +217,7 @@ def test_training_records_match_a_direct_evaluation(tiny):
 
 
 def test_cosine_schedule_steps_per_epoch():
-  schedule = train.epoch_cosine_schedule(0.01, 4, 3)
+  schedule = optimizers.epoch_cosine_schedule(0.01, 4, 3)
   expected = [0.01 * (1 + math.cos(math.pi * e / 4)) / 2 for e in range(4)]
   np.testing.assert_allclose([schedule(s) for s in range(12)], np.repeat(expected, 3), rtol=1e-6)
 
@@ -443,7 +443,7 @@ def test_cli_strength(tmp_path, capsys):
   assert saved["mean"]["rewired"]["in σ²"] < saved["mean"]["base"]["in σ²"]
   assert saved["mean"]["rewired"]["out σ²"] < saved["mean"]["base"]["out σ²"]
   # the table is the mean over seeds of the core's strength_stats
-  draws = jax.vmap(lambda k: models.base_initializer("kaiming_normal")(k, (24, 16)))(train.seed_keys(range(3)))
+  draws = jax.vmap(lambda k: models.base_initializer("kaiming_normal")(k, (24, 16)))(seed_keys(range(3)))
   expected = float(np.mean(jax.vmap(strength_stats)(draws).in_variance))
   assert saved["mean"]["base"]["in σ²"] == pytest.approx(expected, rel=1e-6)
   assert (tmp_path / "strength.png").stat().st_size > 0

@@ -15,8 +15,9 @@ from helpers import bits, tiny_dataset
 from scipy import stats as sps
 
 from parewire_jax.__main__ import main
-from parewire_jax.experiments import laperm_demo, models, train
+from parewire_jax.experiments import laperm_demo, models, optimizers, train
 from parewire_jax.experiments.data import Dataset
+from parewire_jax.experiments.seeds import merge_counts, split_counts, step_count_mask
 from parewire_jax.lookahead_permutation import laperm, laperm_project
 
 
@@ -93,9 +94,9 @@ def test_laperm_evaluated_kernels_are_exact_column_permutations_of_the_initial_o
     ),
   )
   assert sorted(evaluated) == [(e, s) for e in range(2) for s in range(3)]
-  for (epoch, seed), params in evaluated.items():
-    initial = train.kernels(_initial_params(_mlp(), tiny, seed))
-    for name, kernel in train.kernels(params).items():
+  for (_, seed), params in evaluated.items():
+    initial = models.kernels(_initial_params(_mlp(), tiny, seed))
+    for name, kernel in models.kernels(params).items():
       np.testing.assert_array_equal(_column_multisets(kernel), _column_multisets(initial[name]), err_msg=name)
       assert not np.array_equal(kernel, initial[name])  # trained: the weights moved
     biases = [p["bias"] for p in params.values()]
@@ -112,22 +113,22 @@ def test_laperm_vmapped_seeds_equal_mapped_seeds(tiny):
 
 
 def test_step_counts_are_shared_by_the_seeds():
-  tx = train.make_optimizer(train.TrainConfig(optimizer="laperm_adam", epochs=2), 10)
+  tx = optimizers.make_optimizer(train.TrainConfig(optimizer="laperm_adam", epochs=2), 10)
   shapes = jax.eval_shape(tx.init, {"w": jnp.zeros((4, 3)), "b": jnp.zeros(3)})
-  mask = train._step_count_mask(shapes)
-  counted = [s for s, is_count in zip(jax.tree.leaves(shapes), jax.tree.leaves(mask)) if is_count]
+  mask = step_count_mask(shapes)
+  counted = [s for s, is_count in zip(jax.tree.leaves(shapes), jax.tree.leaves(mask), strict=True) if is_count]
   # LaPerm's count, Adam's count and the learning-rate schedule's count; not Adam's moments nor θ_sorted
   assert len(counted) == 3 and all(s.shape == () and s.dtype == jnp.int32 for s in counted)
-  per_seed, counts = train._split_counts(mask, shapes)
+  per_seed, counts = split_counts(mask, shapes)
   assert len(jax.tree.leaves(per_seed)) == len(jax.tree.leaves(shapes)) - 3
-  assert jax.tree.map(lambda x: x.shape, train._merge_counts(mask, per_seed, counts)) == jax.tree.map(
+  assert jax.tree.map(lambda x: x.shape, merge_counts(mask, per_seed, counts)) == jax.tree.map(
     lambda x: x.shape, shapes
   )
 
 
 def test_default_optimizer_is_sgd_and_bad_optimizers_are_value_errors(tiny):
   assert train.TrainConfig().optimizer == "sgd"
-  assert isinstance(train.make_optimizer(train.TrainConfig(), 10).init({"w": jnp.zeros(2)})[0], optax.TraceState)
+  assert isinstance(optimizers.make_optimizer(train.TrainConfig(), 10).init({"w": jnp.zeros(2)})[0], optax.TraceState)
   for bad, match in (
     (dict(optimizer="rmsprop"), "optimizer must be one of sgd, adam, laperm_adam"),
     (dict(sync_period=0), "sync_period must be an int >= 1"),

@@ -16,15 +16,9 @@ from parewire_jax.experiments.models import (
   build_model,
   kernel_initializer,
 )
-from parewire_jax.experiments.train import (
-  OPTIMIZERS,
-  TrainConfig,
-  TrainResult,
-  concatenate_results,
-  make_optimizer,
-  select_best_epoch,
-  train_seeds,
-)
+from parewire_jax.experiments.optimizers import OPTIMIZERS, make_optimizer
+from parewire_jax.experiments.report import select_best_epoch
+from parewire_jax.experiments.train import TrainConfig, TrainResult, concatenate_results, train_seeds
 
 __all__ = [
   "DATASETS",

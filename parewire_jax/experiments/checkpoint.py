@@ -24,13 +24,14 @@ from typing import Any
 
 import numpy as np
 
+from parewire_jax.experiments.data import Dataset
 from parewire_jax.experiments.train import TrainResult
 
 # Every TrainResult field is an array, except the optional grad_abs and the layer names.
 _ARRAYS = tuple(f for f in TrainResult._fields if f not in ("grad_abs", "layer_names"))
 
 
-def dataset_digest(dataset) -> str:
+def dataset_digest(dataset: Dataset) -> str:
   """A BLAKE2b digest of every split of ``dataset`` (images, labels) and its class count."""
   digest = hashlib.blake2b(digest_size=16)
   for field in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"):

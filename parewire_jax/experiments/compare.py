@@ -10,19 +10,25 @@ and after rewiring (§3.2–3.3, Fig. 1b–c).
 from __future__ import annotations
 
 import functools
+import os
 import pathlib
 import time
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import Array
 
+from parewire_jax._checks import check_choice, check_int
 from parewire_jax.experiments import models as models_lib
 from parewire_jax.experiments import report as report_lib
 from parewire_jax.experiments.checkpoint import ChunkStore, dataset_digest
-from parewire_jax.experiments.train import TrainConfig, TrainResult, check_config, kernels, seed_keys, train_seeds
+from parewire_jax.experiments.data import DATASETS, Dataset, load_dataset
+from parewire_jax.experiments.seeds import seed_keys
+from parewire_jax.experiments.train import TrainConfig, TrainResult, check_config, train_seeds
 from parewire_jax.strength import strength_stats
 
 
@@ -76,7 +82,7 @@ class CompareResult(NamedTuple):
   resumed: dict[str, list[list[int]]]  # variant -> seeds of each chunk loaded from out_dir, not trained
 
 
-def training_fingerprint(config: CompareConfig, dataset) -> dict[str, Any]:
+def training_fingerprint(config: CompareConfig, dataset: Dataset) -> dict[str, Any]:
   """What determines a chunk's training besides its variant and seeds (see ``ChunkStore``).
 
   The settings, a digest of the data, and the software and device that train:
@@ -110,57 +116,49 @@ def training_fingerprint(config: CompareConfig, dataset) -> dict[str, Any]:
 
 def check_compare_config(config: CompareConfig) -> None:
   """Raises ValueError naming the first impossible setting of ``config``."""
-  from parewire_jax.experiments.data import DATASETS
-
-  for value, allowed, what in (
-    (config.dataset, DATASETS, "dataset"),
-    (config.model, models_lib.MODELS, "model"),
-    (config.init, models_lib.INITIALIZERS, "init"),
-  ):
-    if value not in allowed:
-      raise ValueError(f"{what} must be one of {', '.join(allowed)}; got {value!r}.")
+  check_choice(config.dataset, DATASETS, "dataset")
+  check_choice(config.model, models_lib.MODELS, "model")
+  check_choice(config.init, models_lib.INITIALIZERS, "init")
   variants = tuple(config.variants)
   unknown = [v for v in variants if v not in models_lib.VARIANTS]
   if unknown:
     raise ValueError(f"variants must be among {', '.join(models_lib.VARIANTS)}; got {', '.join(map(repr, unknown))}.")
   if "base" not in variants or len(variants) < 2 or len(set(variants)) != len(variants):
     raise ValueError(f"variants must be distinct and include 'base' and at least one other; got {list(variants)}.")
-  if isinstance(config.seeds, bool) or not isinstance(config.seeds, int) or config.seeds < 2:
-    raise ValueError(f"seeds must be an int >= 2 (the statistical tests need two samples), got {config.seeds!r}.")
-  if isinstance(config.first_seed, bool) or not isinstance(config.first_seed, int) or config.first_seed < 0:
-    raise ValueError(f"first_seed must be an int >= 0, got {config.first_seed!r}.")
-  if config.limit_train is not None and (not isinstance(config.limit_train, int) or config.limit_train < 1):
-    raise ValueError(f"limit_train must be None or an int >= 1, got {config.limit_train!r}.")
-  if isinstance(config.num_draws, bool) or not isinstance(config.num_draws, int) or config.num_draws < 1:
-    raise ValueError(f"num_draws must be an int >= 1, got {config.num_draws!r}.")
-  if not config.mlp_hidden or any(not isinstance(h, int) or h < 1 for h in config.mlp_hidden):
-    raise ValueError(f"mlp_hidden must be a non-empty sequence of ints >= 1, got {config.mlp_hidden!r}.")
+  try:
+    check_int(config.seeds, "seeds", minimum=2)
+  except ValueError as error:
+    raise ValueError(f"{error} The statistical tests need two samples.") from None
+  check_int(config.first_seed, "first_seed", minimum=0)
+  check_int(config.limit_train, "limit_train", allow_none=True)
+  check_int(config.num_draws, "num_draws")
+  models_lib.check_mlp_hidden(config.mlp_hidden)
   check_config(config.train_config())  # the trainer's checks, before any data is loaded
 
 
-def build(config: CompareConfig, variant: str, num_classes: int):
+def build(config: CompareConfig, variant: str, num_classes: int) -> nn.Module:
   """The model of ``config`` with every kernel drawn by ``config.init`` in ``variant``."""
   kernel_init = models_lib.kernel_initializer(config.init, variant, num_draws=config.num_draws)
   return models_lib.build_model(config.model, num_classes, kernel_init, mlp_hidden=config.mlp_hidden)
 
 
-def _first_seed_kernels(config: CompareConfig, dataset) -> tuple[str, dict[str, np.ndarray]]:
+def _first_seed_kernels(config: CompareConfig, dataset: Dataset) -> tuple[str, dict[str, np.ndarray]]:
   """The largest kernel of the model initialized with ``first_seed``, per variant (for Fig. 1b)."""
   largest = {}
   for variant in config.variants:
     model = build(config, variant, dataset.num_classes)
     params = jax.jit(model.init)(jax.random.key(config.first_seed), jnp.asarray(dataset.x_train[:1]))["params"]
-    leaves = kernels(params)
+    leaves = models_lib.kernels(params)
     name = max(leaves, key=lambda n: leaves[n].size)
     largest[variant] = np.asarray(leaves[name])
   return name, largest
 
 
 def run_compare(
-  config: CompareConfig = CompareConfig(),
+  config: CompareConfig = CompareConfig(),  # noqa: B008 (a NamedTuple, immutable)
   *,
-  dataset=None,
-  data_dir: str | None = None,
+  dataset: Dataset | None = None,
+  data_dir: str | os.PathLike | None = None,
   download: bool = True,
   out_dir: str | pathlib.Path | None = None,
   resume: bool = False,
@@ -194,8 +192,6 @@ def run_compare(
   if resume and out_dir is None:
     raise ValueError("resume=True needs out_dir: the directory whose chunks/ a previous run saved.")
   if dataset is None:
-    from parewire_jax.experiments.data import load_dataset
-
     dataset = load_dataset(config.dataset, data_dir=data_dir, download=download, limit_train=config.limit_train)
   base_model = build(config, "base", dataset.num_classes)  # fails now, not mid-run, on data the model can't take
   jax.eval_shape(lambda key: base_model.init(key, dataset.x_train[:1]), jax.random.key(0))
@@ -243,7 +239,7 @@ def run_compare(
   return outcome
 
 
-def write_compare_outputs(outcome: CompareResult, dataset, out_dir: str | pathlib.Path) -> None:
+def write_compare_outputs(outcome: CompareResult, dataset: Dataset, out_dir: str | pathlib.Path) -> None:
   """``results.json``, ``table.md`` and the plots of a :func:`run_compare` outcome."""
   out = pathlib.Path(out_dir)
   out.mkdir(parents=True, exist_ok=True)
@@ -297,6 +293,11 @@ class StrengthResult(NamedTuple):
   table: str
 
 
+def _draws(initializer: models_lib.Initializer, keys: Array, shape: tuple[int, ...]) -> Array:
+  """One float32 draw of ``shape`` from ``initializer`` per key, stacked."""
+  return jax.jit(jax.vmap(lambda k: initializer(k, shape, jnp.float32)))(keys)
+
+
 def run_strength(
   init: str,
   shape: Sequence[int],
@@ -317,20 +318,21 @@ def run_strength(
   >>> r.stats["rewired"]["in σ²"] < r.stats["base"]["in σ²"]
   True
   """
-  models_lib._check_name(init, models_lib.INITIALIZERS, "init")
+  check_choice(init, models_lib.INITIALIZERS, "init")
   shape = tuple(shape)
-  if len(shape) < 2 or any(isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1 for d in shape):
+  if len(shape) < 2:
     raise ValueError(f"shape must have at least 2 positive int dimensions (…, n_out), got {shape}.")
-  if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-    raise ValueError(f"seeds must be an int >= 1, got {seeds!r}.")
+  for i, d in enumerate(shape):
+    check_int(d, f"shape[{i}]")
+  check_int(seeds, "seeds")
   variants = tuple(variants)
   for v in variants:
-    models_lib._check_name(v, models_lib.VARIANTS, "variant")
+    check_choice(v, models_lib.VARIANTS, "variant")
   keys = seed_keys(range(seeds))
   stats, per_seed, first_draw = {}, {}, {}
   for variant in variants:
     initializer = models_lib.kernel_initializer(init, variant, num_draws=num_draws)
-    draws = jax.jit(jax.vmap(lambda k: initializer(k, shape, jnp.float32)))(keys)
+    draws = _draws(initializer, keys, shape)
     seed_stats = jax.vmap(strength_stats)(draws)
     per_seed[variant] = jax.tree.map(np.asarray, seed_stats)
     stats[variant] = dict(
@@ -340,6 +342,7 @@ def run_strength(
           float(np.mean(getattr(seed_stats, f)))
           for f in ("in_variance", "out_variance", "in_fourth_moment", "out_fourth_moment", "in_max_abs", "out_max_abs")
         ),
+        strict=True,
       )
     )
     first_draw[variant] = np.asarray(draws[0])

@@ -26,19 +26,24 @@ The defaults are CPU-sized; they follow the LaPerm paper where it applies
 
 from __future__ import annotations
 
+import os
 import pathlib
 from typing import Any, NamedTuple
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import Array, lax
 
+from parewire_jax._checks import check_choice, check_int
 from parewire_jax.axes import as_matrices
 from parewire_jax.experiments import models as models_lib
 from parewire_jax.experiments import report as report_lib
 from parewire_jax.experiments import stats as stats_lib
-from parewire_jax.experiments.train import TrainConfig, TrainResult, check_config, kernels, seed_keys, train_seeds
+from parewire_jax.experiments.data import DATASETS, Dataset, load_dataset
+from parewire_jax.experiments.seeds import seed_keys
+from parewire_jax.experiments.train import TrainConfig, TrainResult, check_config, train_seeds
 from parewire_jax.lookahead_permutation import weight_deviation
 from parewire_jax.rewiring import sort_exact
 
@@ -124,25 +129,16 @@ class LaPermResult(NamedTuple):
 
 def check_laperm_config(config: LaPermConfig) -> None:
   """Raises ValueError naming the first impossible setting of ``config``."""
-  from parewire_jax.experiments.data import DATASETS
-
-  for value, allowed, what in (
-    (config.dataset, DATASETS, "dataset"),
-    (config.model, models_lib.MODELS, "model"),
-    (config.init, models_lib.INITIALIZERS, "init"),
-  ):
-    if value not in allowed:
-      raise ValueError(f"{what} must be one of {', '.join(allowed)}; got {value!r}.")
-  if isinstance(config.seeds, bool) or not isinstance(config.seeds, int) or config.seeds < 2:
-    raise ValueError(f"seeds must be an int >= 2 (the paired tests need two samples), got {config.seeds!r}.")
-  if isinstance(config.first_seed, bool) or not isinstance(config.first_seed, int) or config.first_seed < 0:
-    raise ValueError(f"first_seed must be an int >= 0, got {config.first_seed!r}.")
-  if config.limit_train is not None and (
-    isinstance(config.limit_train, bool) or not isinstance(config.limit_train, int) or config.limit_train < 1
-  ):
-    raise ValueError(f"limit_train must be None or an int >= 1, got {config.limit_train!r}.")
-  if not config.mlp_hidden or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in config.mlp_hidden):
-    raise ValueError(f"mlp_hidden must be a non-empty sequence of ints >= 1, got {config.mlp_hidden!r}.")
+  check_choice(config.dataset, DATASETS, "dataset")
+  check_choice(config.model, models_lib.MODELS, "model")
+  check_choice(config.init, models_lib.INITIALIZERS, "init")
+  try:
+    check_int(config.seeds, "seeds", minimum=2)
+  except ValueError as error:
+    raise ValueError(f"{error} The paired tests need two samples.") from None
+  check_int(config.first_seed, "first_seed", minimum=0)
+  check_int(config.limit_train, "limit_train", allow_none=True)
+  models_lib.check_mlp_hidden(config.mlp_hidden)
   check_config(config.train_config(ARMS[-1]))  # the trainer's checks (sync_period too), before any data is loaded
 
 
@@ -179,10 +175,10 @@ def exact_permutation_columns(initial: Array, evaluated: Array) -> Array:
   return jnp.sum(same, axis=-1, dtype=jnp.int32)
 
 
-def _initial_kernels(model, dataset, seeds: list[int]) -> dict[str, Array]:
+def _initial_kernels(model: nn.Module, dataset: Dataset, seeds: list[int]) -> dict[str, Array]:
   """The kernels ``train_seeds`` starts from: ``model.init(jax.random.key(s), x, train=False)``."""
   init = jax.jit(jax.vmap(lambda key, x: model.init(key, x, train=False)["params"], in_axes=(0, None)))
-  return kernels(init(seed_keys(seeds), jnp.asarray(dataset.x_train[:1])))
+  return models_lib.kernels(init(seed_keys(seeds), jnp.asarray(dataset.x_train[:1])), seed_axis=True)
 
 
 class _Diagnostics:
@@ -197,7 +193,7 @@ class _Diagnostics:
 
   def __call__(self, chunk_seeds: list[int], epoch: int, params) -> None:
     rows = jnp.asarray([self.row[s] for s in chunk_seeds])
-    evaluated = kernels(params)
+    evaluated = models_lib.kernels(params, seed_axis=True)
     initial = {name: w[rows] for name, w in self.initial.items()}
     self.exact[epoch] += sum(int(exact_permutation_columns(initial[n], evaluated[n]).sum()) for n in evaluated)
     if epoch == self.epochs - 1:
@@ -244,10 +240,10 @@ def deviation_table(deviation: dict[str, dict[str, Any]]) -> str:
 
 
 def run_laperm(
-  config: LaPermConfig = LaPermConfig(),
+  config: LaPermConfig = LaPermConfig(),  # noqa: B008 (a NamedTuple, immutable)
   *,
-  dataset=None,
-  data_dir: str | None = None,
+  dataset: Dataset | None = None,
+  data_dir: str | os.PathLike | None = None,
   download: bool = True,
   out_dir: str | pathlib.Path | None = None,
   progress: bool = False,
@@ -275,8 +271,6 @@ def run_laperm(
   config = config._replace(mlp_hidden=tuple(config.mlp_hidden))
   check_laperm_config(config)
   if dataset is None:
-    from parewire_jax.experiments.data import load_dataset
-
     dataset = load_dataset(config.dataset, data_dir=data_dir, download=download, limit_train=config.limit_train)
   seeds = list(range(config.first_seed, config.first_seed + config.seeds))
   kernel_init = models_lib.kernel_initializer(config.init)
@@ -315,7 +309,16 @@ def run_laperm(
   return outcome
 
 
-def _markdown(config, dataset, results, analysis, epoch_tests, exact, columns_per_epoch, deviation) -> str:
+def _markdown(
+  config: LaPermConfig,
+  dataset: Dataset,
+  results: dict[str, TrainResult],
+  analysis: report_lib.MetricReport,
+  epoch_tests: list[stats_lib.Comparison],
+  exact: dict[str, np.ndarray],
+  columns_per_epoch: int,
+  deviation: dict[str, dict[str, Any]],
+) -> str:
   total = columns_per_epoch * config.epochs
   exact_lines = "\n".join(f"- {arm}: {int(exact[arm].sum())} / {total}" for arm in ARMS)
   return (
@@ -338,7 +341,7 @@ def _markdown(config, dataset, results, analysis, epoch_tests, exact, columns_pe
   )
 
 
-def write_laperm_outputs(outcome: LaPermResult, dataset, out_dir: str | pathlib.Path) -> None:
+def write_laperm_outputs(outcome: LaPermResult, dataset: Dataset, out_dir: str | pathlib.Path) -> None:
   """``results.json``, ``table.md`` and ``curves.png`` of a :func:`run_laperm` outcome."""
   out = pathlib.Path(out_dir)
   out.mkdir(parents=True, exist_ok=True)

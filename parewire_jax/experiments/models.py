@@ -11,19 +11,24 @@ the same init seed gives every variant the same per-kernel keys.
 
 Biases start at zero and BatchNorm scales at one: only kernels are random, so
 the init seed changes nothing but kernels (§4.1 varies only the weights' seed).
+:func:`kernels` picks them out of a parameter tree.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from jax import Array
+from jax.typing import DTypeLike
 
+from parewire_jax._checks import check_choice, check_int
 from parewire_jax.initializers import max_strength_variance, min_strength_variance, rewired
+from parewire_jax.selection import selected_leaves
 
 Initializer = jax.nn.initializers.Initializer
 
@@ -36,19 +41,13 @@ MODELS = ("mlp", "lenet", "resnet18")
 _TRUNC3_STD = math.sqrt(1.0 - 6.0 * math.exp(-4.5) / math.sqrt(2.0 * math.pi) / math.erf(3.0 / math.sqrt(2.0)))
 
 
-def _check_name(name: str, allowed: Sequence[str], what: str) -> str:
-  if name not in allowed:
-    raise ValueError(f"{what} must be one of {', '.join(allowed)}; got {name!r}.")
-  return name
-
-
 def _fan_in(shape) -> int:
   # Flax kernels: (..., c_in, c_out); fan-in is everything but the last axis, as
   # in PyTorch's conv (c_in·kh·kw) and linear (in_features) layers.
   return math.prod(shape[:-1])
 
 
-def kaiming_truncated_normal(dtype=jnp.float32) -> Initializer:
+def kaiming_truncated_normal(dtype: DTypeLike = jnp.float32) -> Initializer:
   """Kaiming-normal (fan-in, gain √2) truncated at ±3σ, variance kept at 2/fan_in (§4.1).
 
   ``jax.nn.initializers.variance_scaling(..., "truncated_normal")`` truncates
@@ -62,7 +61,7 @@ def kaiming_truncated_normal(dtype=jnp.float32) -> Initializer:
   True
   """
 
-  def init(key: Array, shape, dtype=dtype, out_sharding=None) -> Array:
+  def init(key: Array, shape: Sequence[int], dtype: DTypeLike = dtype, out_sharding: Any = None) -> Array:
     del out_sharding  # single-device experiments
     std = math.sqrt(2.0 / _fan_in(shape)) / _TRUNC3_STD
     return (jax.random.truncated_normal(key, -3.0, 3.0, shape, jnp.float32) * std).astype(dtype)
@@ -82,7 +81,7 @@ def base_initializer(name: str) -> Initializer:
   >>> base_initializer("kaiming_normal")(jax.random.key(0), (3, 3)).shape
   (3, 3)
   """
-  _check_name(name, INITIALIZERS, "init")
+  check_choice(name, INITIALIZERS, "init")
   if name == "kaiming_normal":
     return jax.nn.initializers.variance_scaling(2.0, "fan_in", "normal")
   if name == "kaiming_uniform":
@@ -110,7 +109,7 @@ def kernel_initializer(init: str, variant: str = "base", *, num_draws: int = 100
   True
   """
   base = base_initializer(init)
-  _check_name(variant, VARIANTS, "variant")
+  check_choice(variant, VARIANTS, "variant")
   if variant == "base":
     return base
   if variant == "rewired":
@@ -204,10 +203,12 @@ class BasicBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x: Array, train: bool) -> Array:
-    norm = lambda: nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)
-    conv = lambda f, k, s: nn.Conv(
-      f, k, (s, s), padding=[(k[0] // 2,) * 2] * 2, use_bias=False, kernel_init=self.kernel_init
-    )
+    def norm() -> nn.Module:
+      return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)
+
+    def conv(f: int, k: tuple[int, int], s: int) -> nn.Module:
+      return nn.Conv(f, k, (s, s), padding=[(k[0] // 2,) * 2] * 2, use_bias=False, kernel_init=self.kernel_init)
+
     y = nn.relu(norm()(conv(self.features, (3, 3), self.strides)(x)))
     y = norm()(conv(self.features, (3, 3), 1)(y))
     if self.strides != 1 or x.shape[-1] != self.features:
@@ -233,6 +234,40 @@ class ResNet18(nn.Module):
     return nn.Dense(self.num_classes, kernel_init=self.kernel_init)(x)
 
 
+def kernels(params: Any, *, seed_axis: bool = False) -> dict[str, Any]:
+  """The kernels of a parameter tree by path, e.g. ``"Dense_0/kernel"``, in flattening order.
+
+  Kernels are the weights with a strength: the leaves that
+  :func:`parewire_jax.selection.is_weight_matrix` selects (floating arrays
+  with ``ndim >= 2``), the package's one selection rule. Biases and norm
+  scales are left out.
+
+  Args:
+    params: a parameter tree (``variables["params"]``) of arrays or
+      ``jax.ShapeDtypeStruct``.
+    seed_axis: every leaf has a leading seed axis (one row per init seed).
+      Which leaves are kernels is then decided on one seed's shapes, since a
+      batched bias is 2-D.
+
+  >>> import jax.numpy as jnp
+  >>> params = {"Dense_0": {"bias": jnp.zeros(2), "kernel": jnp.ones((3, 2))}}
+  >>> batched = jax.tree.map(lambda x: jnp.stack([x, x]), params)
+  >>> list(kernels(params)), list(kernels(batched, seed_axis=True))
+  (['Dense_0/kernel'], ['Dense_0/kernel'])
+  """
+  one_seed = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), params) if seed_axis else params
+  leaves = dict(jax.tree_util.tree_flatten_with_path(params)[0])
+  return {jax.tree_util.keystr(path, simple=True, separator="/"): leaves[path] for path, _ in selected_leaves(one_seed)}
+
+
+def check_mlp_hidden(mlp_hidden: Sequence[int]) -> None:
+  """Raises ValueError unless ``mlp_hidden`` (the MLP's hidden widths) is a non-empty sequence of ints >= 1."""
+  if not mlp_hidden:
+    raise ValueError(f"mlp_hidden must be a non-empty sequence of ints >= 1, got {mlp_hidden!r}.")
+  for i, width in enumerate(mlp_hidden):
+    check_int(width, f"mlp_hidden[{i}]")
+
+
 def build_model(
   name: str,
   num_classes: int,
@@ -248,9 +283,8 @@ def build_model(
   >>> params["PatchConv_1"]["kernel"].shape, params["Dense_0"]["kernel"].shape
   ((5, 5, 20, 50), (800, 500))
   """
-  _check_name(name, MODELS, "model")
-  if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-    raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}.")
+  check_choice(name, MODELS, "model")
+  check_int(num_classes, "num_classes", minimum=2)
   builders: dict[str, Callable[[], nn.Module]] = {
     "mlp": lambda: MLP(num_classes, tuple(mlp_hidden), kernel_init),
     "lenet": lambda: LeNet(num_classes, kernel_init),

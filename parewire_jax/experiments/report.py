@@ -1,4 +1,7 @@
-"""Tables, JSON and plots of the experiments (Tables 1–2, Fig. 1b, 3, 4, 5).
+"""Per-seed metrics, tables, JSON and plots of the experiments (Tables 1–2, Fig. 1b, 3, 4, 5).
+
+The per-seed metrics include the paper's model selection: the test accuracy
+at the epoch of the best validation accuracy (:func:`select_best_epoch`).
 
 Accuracies are fractions in the per-seed records and percentages in tables.
 Plots use Matplotlib's Agg backend (files only, no display).
@@ -13,9 +16,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from parewire_jax.experiments.stats import Comparison, Summary, compare, summarize
-from parewire_jax.experiments.train import TrainResult, select_best_epoch
+from parewire_jax.experiments.train import TrainResult
 
 # Per-seed metrics of Tables 1–2, in column order: key -> (header, is an accuracy).
 METRICS: dict[str, tuple[str, bool]] = {
@@ -24,6 +28,33 @@ METRICS: dict[str, tuple[str, bool]] = {
   "convergence_epoch": ("convergence", False),
   "test_acc": ("test acc.", True),
 }
+
+
+class BestEpoch(NamedTuple):
+  """Model selection by validation accuracy (§4.2, Table 1)."""
+
+  convergence_epoch: np.ndarray  # 1-based epoch of the best validation accuracy, (S,)
+  test_acc: np.ndarray  # test accuracy at that epoch, (S,)
+
+
+def select_best_epoch(val_acc: ArrayLike, test_acc: ArrayLike) -> BestEpoch:
+  """Per seed: the epoch of the highest validation accuracy and the test accuracy there.
+
+  Ties go to the earliest epoch (the first time the best accuracy is reached
+  is when training converged). Epochs are 1-based.
+
+  >>> best = select_best_epoch([[0.5, 0.9, 0.9, 0.8]], [[0.4, 0.85, 0.95, 0.9]])
+  >>> best.convergence_epoch.tolist(), best.test_acc.tolist()
+  ([2], [0.85])
+  """
+  val_acc = np.asarray(val_acc)
+  test_acc = np.asarray(test_acc)
+  if val_acc.ndim != 2 or val_acc.shape != test_acc.shape or val_acc.shape[1] < 1:
+    raise ValueError(
+      f"val_acc and test_acc must have the same shape (seeds, epochs >= 1), got {val_acc.shape} and {test_acc.shape}."
+    )
+  best = np.argmax(val_acc, axis=1)  # argmax returns the first maximum
+  return BestEpoch(best + 1, np.take_along_axis(test_acc, best[:, None], axis=1)[:, 0])
 
 
 def per_seed_metrics(result: TrainResult) -> dict[str, np.ndarray]:
@@ -147,7 +178,7 @@ def plot_curves(results: Mapping[str, TrainResult], path: str | pathlib.Path) ->
     ("train_loss", "train loss", 1.0),
     ("val_loss", "validation loss", 1.0),
   ]
-  for ax, (field, label, scale) in zip(axes.ravel(), panels):
+  for ax, (field, label, scale) in zip(axes.ravel(), panels, strict=True):
     for variant, result in results.items():
       values = getattr(result, field) * scale
       epochs = np.arange(1, values.shape[1] + 1)
@@ -177,12 +208,12 @@ def plot_strength_distributions(
   plt = _pyplot()
   fig, axes = plt.subplots(1, 2, figsize=(10, 4))
   matrices = {v: np.asarray(w, np.float64).reshape(-1, np.shape(w)[-1]) for v, w in kernels.items()}
-  for ax, axis in zip(axes, (1, 0)):  # input strengths are row sums, output strengths column sums
+  for ax, axis in zip(axes, (1, 0), strict=True):  # input strengths are row sums, output strengths column sums
     sums = {v: m.sum(axis) for v, m in matrices.items()}
     bins = np.histogram_bin_edges(np.concatenate(list(sums.values())), bins=50)  # shared, so bars compare
     for variant, s in sums.items():
       ax.hist(s, bins=bins, alpha=0.5, label=f"{variant} (σ²={s.var():.3g})")
-  for ax, which in zip(axes, ("input", "output")):
+  for ax, which in zip(axes, ("input", "output"), strict=True):
     ax.set_xlabel(f"{which} neuron strength")
     ax.set_ylabel("neurons")
     ax.legend()

@@ -15,6 +15,7 @@ import warnings
 from typing import NamedTuple
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import stats as sps
 
 
@@ -56,7 +57,7 @@ def _as_samples(x, name: str) -> np.ndarray:
   return x
 
 
-def summarize(x) -> Summary:
+def summarize(x: ArrayLike) -> Summary:
   """Mean ± std and median ± MAD of per-seed values ``x``.
 
   >>> s = summarize([1.0, 2.0, 4.0])
@@ -80,7 +81,7 @@ def _p_value(test, *args, **kwargs) -> float:
       return math.nan
 
 
-def compare(base, variant, *, equal_var: bool = False) -> Comparison:
+def compare(base: ArrayLike, variant: ArrayLike, *, equal_var: bool = False) -> Comparison:
   """Tests ``variant`` against ``base``, both per-seed values in seed order (§4.1).
 
   Args:

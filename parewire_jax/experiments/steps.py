@@ -1,0 +1,182 @@
+"""The jitted computations of training over a seed axis: init, epoch, evaluation.
+
+:func:`make_step_functions` builds them for one model and optimizer. One
+epoch is one ``lax.scan`` of training steps over the epoch's batches; an
+evaluation is a ``lax.scan`` over fixed-size batches of the evaluation set
+(:func:`eval_batches`). Every function takes and returns trees with a leading
+seed axis, mapped by :func:`~parewire_jax.experiments.seeds.over_seeds`, and
+the optimizer state travels as ``(per-seed leaves, step counts)`` (see
+:func:`~parewire_jax.experiments.seeds.step_count_mask`). With LaPerm, the
+evaluated parameters are the exactly synchronised ones
+(:func:`~parewire_jax.lookahead_permutation.laperm_project`), so the
+evaluated kernels are weight-vector-wise permutations of the initial ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax import Array
+
+from parewire_jax.experiments.models import kernels
+from parewire_jax.experiments.seeds import merge_counts, over_seeds, split_counts, step_count_mask
+from parewire_jax.lookahead_permutation import laperm_project
+from parewire_jax.strength import strength_stats
+
+
+class StepFunctions(NamedTuple):
+  """What :func:`make_step_functions` builds; all but ``layer_names`` jitted, over a leading seed axis.
+
+  Attributes:
+    init: ``(keys, x) -> (params, state, opt_state, counts, variance,
+      fourth)``: the initial model of every seed, its optimizer state and
+      step counts, and its kernels' mean strength variance and fourth moment.
+    epoch: ``(((params, state, opt_state), counts), x_train, y_train,
+      batch_indices) -> (carry, loss, acc, grad_abs)``: one epoch of training
+      steps and the per-seed records averaged over its steps.
+    evaluate: ``(params, state, xs, ys, masks) -> (loss, acc)`` on
+      :func:`eval_batches`.
+    evaluated_params: ``(params, opt_state, counts) -> params`` to evaluate.
+    layer_names: the kernels' paths, e.g. ``"Dense_0/kernel"``.
+  """
+
+  init: Callable
+  epoch: Callable
+  evaluate: Callable
+  evaluated_params: Callable
+  layer_names: tuple[str, ...]
+
+
+def eval_batches(x: np.ndarray, y: np.ndarray, batch_size: int) -> tuple[Array, Array, Array]:
+  """An evaluation set cut into ``(num_batches, batch_size, ...)`` with a validity mask."""
+  n = len(x)
+  num_batches = max(1, -(-n // batch_size))
+  pad = num_batches * batch_size - n
+  mask = np.concatenate([np.ones(n, bool), np.zeros(pad, bool)])
+  x = np.concatenate([x, np.zeros((pad,) + x.shape[1:], x.dtype)])
+  y = np.concatenate([y, np.zeros(pad, y.dtype)])
+  shape = (num_batches, batch_size)
+  return (jnp.asarray(x.reshape(shape + x.shape[1:])), jnp.asarray(y.reshape(shape)), jnp.asarray(mask.reshape(shape)))
+
+
+def _apply(model: nn.Module, params: Any, state: dict, x: Array, train: bool) -> tuple[Array, dict]:
+  variables = {"params": params, **state}
+  if train and state:
+    logits, new_state = model.apply(variables, x, train=True, mutable=list(state))
+    return logits, dict(new_state)
+  return model.apply(variables, x, train=train), state
+
+
+def _init_strength(params: Any) -> tuple[Array, Array]:
+  stats = [strength_stats(w) for w in kernels(params).values()]
+  variance = jnp.mean(jnp.stack([s.mean_variance for s in stats]))
+  fourth = jnp.mean(jnp.stack([(s.in_fourth_moment + s.out_fourth_moment) / 2 for s in stats]))
+  return variance, fourth
+
+
+def make_step_functions(
+  model: nn.Module,
+  tx: optax.GradientTransformation,
+  example_x: Array,
+  *,
+  seeds_per_vmap: int | None,
+  track_gradients: bool,
+  laperm_evaluation: bool,
+) -> StepFunctions:
+  """The jitted steps of training ``model`` with ``tx`` from many seeds at once.
+
+  Args:
+    model: a Flax linen module called as ``model(x, train=...)``.
+    tx: the optimizer.
+    example_x: one batch of inputs, to trace the model.
+    seeds_per_vmap: seeds vectorized together (``None``: all), see
+      :func:`~parewire_jax.experiments.seeds.over_seeds`.
+    track_gradients: record the mean |gradient| of every kernel per step;
+      otherwise the epoch's ``grad_abs`` is a placeholder.
+    laperm_evaluation: evaluate ``laperm_project(params, opt_state)`` (``tx``
+      must contain a LaPerm state) instead of ``params``.
+  """
+  one_seed = jax.eval_shape(lambda key: model.init(key, example_x, train=False), jax.random.key(0))
+  mask = step_count_mask(jax.eval_shape(tx.init, one_seed["params"]))
+
+  def init_one(key, x):
+    variables = dict(model.init(key, x, train=False))
+    params = variables.pop("params")
+    variance, fourth = _init_strength(params)
+    opt_state, counts = split_counts(mask, tx.init(params))
+    return params, variables, opt_state, counts, variance, fourth
+
+  def train_step_one(carry, shared):
+    params, state, opt_state = carry
+    (x, y), counts = shared
+
+    def loss_fn(p):
+      logits, new_state = _apply(model, p, state, x, train=True)
+      loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+      return loss, (new_state, jnp.mean(jnp.argmax(logits, -1) == y))
+
+    (loss, (state, acc)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    updates, opt_state = tx.update(grads, merge_counts(mask, opt_state, counts), params)
+    params = optax.apply_updates(params, updates)
+    opt_state, counts = split_counts(mask, opt_state)
+    grad_abs = (
+      jnp.stack([jnp.mean(jnp.abs(g)) for g in kernels(grads).values()]) if track_gradients else jnp.zeros(())
+    )  # placeholder, dropped
+    return ((params, state, opt_state), (loss, acc, grad_abs)), counts
+
+  train_step = over_seeds(train_step_one, seeds_per_vmap, shared_output=True)
+
+  @jax.jit
+  def epoch(carry, x_train, y_train, batch_indices):
+    def body(carry, idx):
+      per_seed, counts = carry
+      (per_seed, records), counts = train_step(per_seed, ((x_train[idx], y_train[idx]), counts))
+      return (per_seed, counts), records
+
+    carry, (loss, acc, grad_abs) = jax.lax.scan(body, carry, batch_indices)
+    # Per-step records averaged over the epoch; seed axis first.
+    return carry, loss.mean(0), acc.mean(0), grad_abs.mean(0)
+
+  def eval_one(variables, batch):
+    params, state = variables
+    x, y, valid = batch
+    logits, _ = _apply(model, params, state, x, train=False)
+    losses = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+    return jnp.sum(jnp.where(valid, losses, 0.0)), jnp.sum(valid & (jnp.argmax(logits, -1) == y))
+
+  eval_batch = over_seeds(eval_one, seeds_per_vmap)
+
+  @jax.jit
+  def evaluate(params, state, xs, ys, masks):
+    def body(totals, batch):
+      loss, correct = eval_batch((params, state), batch)
+      return (totals[0] + loss, totals[1] + correct), None
+
+    seeds = jax.tree.leaves(params)[0].shape[0]
+    zeros = (jnp.zeros(seeds, jnp.float32), jnp.zeros(seeds, jnp.int32))
+    (loss, correct), _ = jax.lax.scan(body, zeros, (xs, ys, masks))
+    count = jnp.sum(masks)
+    return loss / count, correct / count
+
+  if laperm_evaluation:
+    # Evaluate the exactly synchronised network (LaPerm §4 evaluates right after a sync).
+    evaluated_params = jax.jit(
+      jax.vmap(
+        lambda params, opt_state, counts: laperm_project(params, merge_counts(mask, opt_state, counts)),
+        in_axes=(0, 0, None),
+      )
+    )
+  else:
+
+    def evaluated_params(params, opt_state, counts):
+      del opt_state, counts
+      return params
+
+  init = jax.jit(jax.vmap(init_one, in_axes=(0, None), out_axes=(0, 0, 0, None, 0, 0)))
+  return StepFunctions(init, epoch, evaluate, evaluated_params, tuple(kernels(one_seed["params"])))
