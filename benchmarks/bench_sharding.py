@@ -42,8 +42,11 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from jax.nn import initializers as jinit  # noqa: E402
-from jax.sharding import AxisType, NamedSharding  # noqa: E402
-from jax.sharding import PartitionSpec as P  # noqa: E402
+from jax.sharding import (  # noqa: E402
+  AxisType,
+  NamedSharding,
+  PartitionSpec as P,  # noqa: E402
+)
 
 import parewire_jax as pw  # noqa: E402
 

@@ -14,8 +14,7 @@ import numpy as np
 import optax
 import pytest
 from helpers import assert_bits_equal, assert_columnwise_permutation, bits
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 import parewire_jax as pw
 

@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 from absl.testing import parameterized
 from helpers import assert_bit_permutation
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 from oracle import pa_rewire_oracle
 from scipy import stats
 

@@ -21,8 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from helpers import assert_bit_permutation, assert_bits_equal, bits
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 from jax.nn import initializers as jinit
 from oracle import pa_rewire_oracle
 

@@ -19,8 +19,7 @@ import pytest
 from flax import nnx
 from helpers import assert_bit_permutation, assert_bits_equal
 from jax.nn import initializers as jinit
-from jax.sharding import AxisType, NamedSharding
-from jax.sharding import PartitionSpec as P
+from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
 
 import parewire_jax as pw
 

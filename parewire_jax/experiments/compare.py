@@ -23,8 +23,7 @@ import numpy as np
 from jax import Array
 
 from parewire_jax._checks import check_choice, check_int
-from parewire_jax.experiments import models as models_lib
-from parewire_jax.experiments import report as report_lib
+from parewire_jax.experiments import models as models_lib, report as report_lib
 from parewire_jax.experiments.checkpoint import ChunkStore, dataset_digest
 from parewire_jax.experiments.data import DATASETS, Dataset, load_dataset
 from parewire_jax.experiments.seeds import seed_keys

@@ -22,11 +22,9 @@ from typing import Any, NamedTuple
 import numpy as np
 
 try:
-  from numpy._core.multiarray import _reconstruct as _np_reconstruct
-  from numpy._core.multiarray import scalar as _np_scalar
+  from numpy._core.multiarray import _reconstruct as _np_reconstruct, scalar as _np_scalar
 except ImportError:  # NumPy < 2.
-  from numpy.core.multiarray import _reconstruct as _np_reconstruct
-  from numpy.core.multiarray import scalar as _np_scalar
+  from numpy.core.multiarray import _reconstruct as _np_reconstruct, scalar as _np_scalar
 
 _CIFAR_TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 _CIFAR_TEST_BATCH = "test_batch"

@@ -38,14 +38,12 @@ from jax import Array, lax
 
 from parewire_jax._checks import check_choice, check_int
 from parewire_jax.axes import as_matrices
-from parewire_jax.experiments import models as models_lib
-from parewire_jax.experiments import report as report_lib
-from parewire_jax.experiments import stats as stats_lib
+from parewire_jax.diagnostics import weight_deviation
+from parewire_jax.experiments import models as models_lib, report as report_lib, stats as stats_lib
 from parewire_jax.experiments.data import DATASETS, Dataset, load_dataset
 from parewire_jax.experiments.seeds import seed_keys
 from parewire_jax.experiments.train import TrainConfig, TrainResult, check_config, train_seeds
-from parewire_jax.lookahead_permutation import weight_deviation
-from parewire_jax.rewiring import sort_exact
+from parewire_jax.sorting import sort_exact
 
 # The two arms, in table order; the first is the reference of the tests.
 ARMS = ("adam", "laperm_adam")
