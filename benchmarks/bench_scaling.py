@@ -82,7 +82,7 @@ def main() -> None:
     left.set_xticks(args.sizes, [str(s) for s in args.sizes])
     left.minorticks_off()
     left.set(xlabel="n (n × n kernel)", ylabel="time (s)", title=f"pa_rewire, both passes ({jax.default_backend()})")
-    right.plot(args.batches, [t / b for t, b in zip(batch_times, args.batches)], "o-")
+    right.plot(args.batches, [t / b for t, b in zip(batch_times, args.batches, strict=True)], "o-")
     right.set_ylim(bottom=0)
     right.set(xlabel="batch (stacked matrices)", ylabel="time per matrix (s)", title=f"vmap over {n}×{n}")
     for ax in (left, right):

@@ -71,7 +71,7 @@ def _computations(text: str) -> dict[str, str]:
 def collective_counts(text: str) -> tuple[int, int]:
   """(collectives in the program, those inside a while-loop body), nested calls followed."""
   blocks = _computations(text)
-  pattern = re.compile(r"\b(?:%s)(?:-start)?\(" % "|".join(COLLECTIVES))
+  pattern = re.compile(rf"\b(?:{'|'.join(COLLECTIVES)})(?:-start)?\(")
   bodies = set(re.findall(r"body=%?([\w.\-]+)", text))
   calls = {
     name: set(re.findall(r"(?:calls|to_apply|body|condition|branch_computations)=\{?%?([\w.\-]+)", b))

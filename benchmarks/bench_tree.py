@@ -63,7 +63,7 @@ def llama_tree(key, layers: int, scale: int, dtype) -> dict:
   template = {f"layer_{i:02d}": shapes for i in range(layers)}
   paths, treedef = jax.tree_util.tree_flatten_with_path(template, is_leaf=lambda x: isinstance(x, tuple))
   leaves = []
-  for path, shape in paths:  # one leaf at a time keeps the init transient small
+  for _, shape in paths:  # one leaf at a time keeps the init transient small
     k = jax.random.fold_in(key, len(leaves))
     leaf = jnp.ones(shape, dtype) if len(shape) == 1 else jax.random.normal(k, shape, dtype) / np.sqrt(shape[0])
     leaves.append(leaf.astype(dtype).block_until_ready())

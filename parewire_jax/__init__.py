@@ -11,8 +11,9 @@ pw.rewired`` and ``from parewire_jax import rewired`` work as usual.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from parewire_jax import _lazy
 
 __version__ = "0.1.0"
 
@@ -45,26 +46,7 @@ _EXPORTS = {
   "rewire_params": "tree",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-  if name in _EXPORTS:
-    value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-  else:
-    try:  # a submodule, e.g. parewire_jax.rewiring
-      value = importlib.import_module(f"{__name__}.{name}")
-    except ModuleNotFoundError as error:
-      if error.name != f"{__name__}.{name}":
-        raise  # the submodule exists but needs something missing: say what
-      raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
-  globals()[name] = value  # later lookups skip __getattr__
-  return value
-
-
-def __dir__() -> list[str]:
-  return sorted(set(globals()) | set(__all__))
-
+__getattr__, __dir__, __all__ = _lazy.attach(__name__, _EXPORTS)
 
 if TYPE_CHECKING:  # what static tools see (`X as X` re-exports); tests/test_package.py checks it matches _EXPORTS
   from parewire_jax.axes import (

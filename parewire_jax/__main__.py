@@ -1,6 +1,10 @@
 """Command line: ``python -m parewire_jax {compare,strength,laperm} ...``.
 
-Argument parsing only; the work lives in :mod:`parewire_jax.experiments`.
+Argument parsing and checking only; the work lives in
+:mod:`parewire_jax.experiments`. Arguments are parsed and every setting that
+can be judged without data is checked (with
+:mod:`parewire_jax.experiments.settings`) before JAX is imported, so a bad
+call is refused in a fraction of a second with exit status 2.
 """
 
 from __future__ import annotations
@@ -10,92 +14,167 @@ import sys
 import time
 from collections.abc import Sequence
 
-from parewire_jax.experiments import models as models_lib
-from parewire_jax.experiments.data import DATASETS
+from parewire_jax.experiments import settings
 
 
-def _add_run_arguments(parser: argparse.ArgumentParser, defaults, *, seeds_help: str) -> None:
+def _add_run_arguments(
+  parser: argparse.ArgumentParser, defaults: settings.CompareConfig | settings.LaPermConfig, *, what: str
+) -> None:
   """The options shared by ``compare`` and ``laperm``: data, model, seeds, schedule length, chunking."""
-  parser.add_argument("--dataset", default=defaults.dataset, choices=DATASETS)
-  parser.add_argument("--model", default=defaults.model, choices=models_lib.MODELS)
-  parser.add_argument("--init", default=defaults.init, choices=models_lib.INITIALIZERS)
-  parser.add_argument("--seeds", type=int, default=defaults.seeds, help=f"{seeds_help}, >= 2 (default: %(default)s)")
-  parser.add_argument("--first-seed", type=int, default=defaults.first_seed)
-  parser.add_argument("--epochs", type=int, default=defaults.epochs, help="(default: %(default)s)")
-  parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="(default: %(default)s)")
-  parser.add_argument("--limit-train", type=int, default=None, help="use only this many training examples")
   parser.add_argument(
-    "--data-seed", type=int, default=defaults.data_seed, help="seed of the data order, shared by all models"
+    "--dataset", default=defaults.dataset, choices=settings.DATASETS, help="training data (default: %(default)s)"
   )
-  parser.add_argument("--seeds-per-chunk", type=int, default=None, help="seeds trained at once (memory)")
   parser.add_argument(
-    "--seeds-per-vmap", type=int, default=None, help="seeds vectorized together within a chunk (default: all)"
+    "--model", default=defaults.model, choices=settings.MODELS, help="network to train (default: %(default)s)"
   )
-  parser.add_argument("--data-dir", default=None)
-  parser.add_argument("--no-download", action="store_true", help="fail instead of downloading a missing dataset")
+  parser.add_argument(
+    "--init",
+    default=defaults.init,
+    choices=settings.INITIALIZERS,
+    help="base initializer of every kernel (default: %(default)s)",
+  )
+  parser.add_argument(
+    "--seeds", type=int, default=defaults.seeds, help=f"init seeds per {what}, at least 2 (default: %(default)s)"
+  )
+  parser.add_argument(
+    "--first-seed",
+    type=int,
+    default=defaults.first_seed,
+    help="the seeds are first-seed, +1, ... (default: %(default)s)",
+  )
+  parser.add_argument(
+    "--epochs", type=int, default=defaults.epochs, help="epochs of the cosine schedule (default: %(default)s)"
+  )
+  parser.add_argument(
+    "--batch-size", type=int, default=defaults.batch_size, help="training batch (default: %(default)s)"
+  )
+  parser.add_argument(
+    "--limit-train",
+    type=int,
+    default=defaults.limit_train,
+    metavar="N",
+    help="train on the first N training examples only (default: all)",
+  )
+  parser.add_argument(
+    "--data-seed",
+    type=int,
+    default=defaults.data_seed,
+    help="seed of the data order, shared by all models (default: %(default)s)",
+  )
+  parser.add_argument(
+    "--seeds-per-chunk",
+    type=int,
+    default=defaults.seeds_per_chunk,
+    metavar="N",
+    help="train N seeds at once, the next N after them (bounds memory) (default: all at once)",
+  )
+  parser.add_argument(
+    "--seeds-per-vmap",
+    type=int,
+    default=defaults.seeds_per_vmap,
+    metavar="N",
+    help="within a chunk, vectorize N seeds together (default: the whole chunk)",
+  )
+  parser.add_argument(
+    "--data-dir",
+    default=None,
+    help="directory holding <dataset>/ with its files (default: $PAREWIRE_DATA or ~/.cache/parewire_jax)",
+  )
+  parser.add_argument(
+    "--no-download",
+    action="store_true",
+    help="fail instead of downloading a missing dataset (default: download it)",
+  )
+  parser.add_argument(
+    "--mlp-hidden",
+    type=int,
+    nargs="+",
+    default=list(defaults.mlp_hidden),
+    help="hidden widths of --model mlp (default: %(default)s)",
+  )
 
 
 def _parser() -> argparse.ArgumentParser:
-  from parewire_jax.experiments.compare import CompareConfig
-
-  d = CompareConfig()
   parser = argparse.ArgumentParser(
-    prog="python -m parewire_jax", description="PA weight rewiring experiments (Scabini et al., arXiv 2207.08148)."
+    prog="python -m parewire_jax",
+    description="PA weight rewiring experiments (Scabini, De Baets & Bruno, arXiv 2207.08148).",
   )
-  commands = parser.add_subparsers(dest="command", required=True)
+  commands = parser.add_subparsers(dest="command", required=True, metavar="{compare,strength,laperm}")
 
+  d = settings.CompareConfig()
   c = commands.add_parser(
     "compare",
-    help="train the base initializer and its variants from the same seeds; Tables 1-2",
+    help="train the base initializer and its variants from the same seeds (Tables 1-2)",
     description="Trains --seeds models per variant (same seeds, same data order) and tests every variant "
-    "against 'base' (Welch t-test, Kruskal-Wallis, paired t-test, Wilcoxon). The default is a "
+    "against 'base' (Welch t-test, Kruskal-Wallis, Brown-Forsythe, paired t-test, Wilcoxon). The default is a "
     "CPU-sized demonstration; the paper's Table 1 is --model lenet --seeds 100 --epochs 100 "
     "--variants base max_sv min_sv rewired (GPU).",
   )
-  _add_run_arguments(c, d, seeds_help="init seeds per variant")
+  _add_run_arguments(c, d, what="variant")
   c.add_argument(
     "--variants",
     nargs="+",
     default=list(d.variants),
-    choices=models_lib.VARIANTS,
-    help="must include base (default: %(default)s)",
+    choices=settings.VARIANTS,
+    help="initializer variants to train, base among them (default: %(default)s)",
   )
   c.add_argument(
-    "--lr", type=float, default=d.learning_rate, help="initial cosine learning rate (default: %(default)s)"
+    "--lr",
+    type=float,
+    default=d.learning_rate,
+    help="initial learning rate of the cosine schedule (default: %(default)s)",
   )
-  c.add_argument("--momentum", type=float, default=d.momentum)
-  c.add_argument("--num-draws", type=int, default=d.num_draws, help="candidates of min_sv/max_sv")
-  c.add_argument("--mlp-hidden", type=int, nargs="+", default=list(d.mlp_hidden), help="MLP hidden widths")
-  c.add_argument("--student", action="store_true", help="Student's instead of Welch's t-test")
-  c.add_argument("--gradients", action="store_true", help="record mean |gradient| per layer (Fig. 5)")
+  c.add_argument("--momentum", type=float, default=d.momentum, help="SGD momentum (default: %(default)s)")
+  c.add_argument(
+    "--num-draws", type=int, default=d.num_draws, help="candidates of the min_sv/max_sv searches (default: %(default)s)"
+  )
+  c.add_argument("--student", action="store_true", help="Student's instead of Welch's t-test (default: Welch's)")
+  c.add_argument("--gradients", action="store_true", help="record the mean |gradient| per layer, Fig. 5 (default: off)")
   c.add_argument(
     "--out",
     default="runs/compare",
-    help="directory for results.json, table.md, plots and the finished chunks of seeds (default: %(default)s)",
+    help="directory for results.json, table.md, the plots and the finished chunks of seeds (default: %(default)s)",
   )
   c.add_argument(
     "--resume",
     action="store_true",
-    help="reuse the chunks of seeds that an interrupted run with the same settings saved in --out",
+    help="reuse the chunks of seeds an interrupted run with the same settings saved in --out (default: off)",
   )
 
-  s = commands.add_parser("strength", help="strength statistics before/after rewiring (Fig. 1)")
-  s.add_argument("--init", default="kaiming_normal", choices=models_lib.INITIALIZERS)
+  s = commands.add_parser(
+    "strength",
+    help="strength statistics of one kernel shape before and after rewiring (Fig. 1)",
+    description="Draws --seeds kernels of --shape with --init, in every variant, and tabulates the variance, fourth "
+    "central moment and largest magnitude of the input and output neuron strengths (mean over seeds, §3.2, "
+    "Fig. 1b-c); writes strength.json, strength.md and a histogram plot to --out.",
+  )
+  s.add_argument(
+    "--init",
+    default="kaiming_normal",
+    choices=settings.INITIALIZERS,
+    help="base initializer of the kernel (default: %(default)s)",
+  )
   s.add_argument(
     "--shape",
     type=int,
     nargs="+",
     default=[1024, 1024],
-    help="kernel shape, last axis = outputs (default: %(default)s)",
+    help="kernel shape; the last axis holds the outputs (default: %(default)s)",
   )
-  s.add_argument("--seeds", type=int, default=10)
-  s.add_argument("--variants", nargs="+", default=["base", "rewired"], choices=models_lib.VARIANTS)
-  s.add_argument("--num-draws", type=int, default=100)
+  s.add_argument("--seeds", type=int, default=10, help="kernels drawn per variant (default: %(default)s)")
+  s.add_argument(
+    "--variants",
+    nargs="+",
+    default=["base", "rewired"],
+    choices=settings.VARIANTS,
+    help="initializer variants to compare (default: %(default)s)",
+  )
+  s.add_argument(
+    "--num-draws", type=int, default=100, help="candidates of the min_sv/max_sv searches (default: %(default)s)"
+  )
   s.add_argument("--out", default="runs/strength", help="directory for the table and plot (default: %(default)s)")
 
-  from parewire_jax.experiments.laperm_demo import LaPermConfig
-
-  lp = LaPermConfig()
+  lp = settings.LaPermConfig()
   la = commands.add_parser(
     "laperm",
     help="LaPerm(Adam) vs Adam from the same seeds (Qiu & Suda 2020, section 5.1)",
@@ -104,29 +183,24 @@ def _parser() -> argparse.ArgumentParser:
     "permutation of its initial values. The default is a CPU-sized demonstration following the "
     "paper's MNIST settings (2x100 MLP, He uniform, batch 50, Adam 1e-3, k = 20).",
   )
-  _add_run_arguments(la, lp, seeds_help="init seeds per optimizer")
+  _add_run_arguments(la, lp, what="optimizer")
   la.add_argument(
     "--lr",
     type=float,
     default=lp.learning_rate,
-    help="initial cosine learning rate of Adam, also inside LaPerm (default: %(default)s)",
+    help="initial learning rate of Adam's cosine schedule, also inside LaPerm (default: %(default)s)",
   )
   la.add_argument(
     "--sync-period", type=int, default=lp.sync_period, help="LaPerm's sync period k in steps (default: %(default)s)"
   )
   la.add_argument(
-    "--mlp-hidden", type=int, nargs="+", default=list(lp.mlp_hidden), help="MLP hidden widths (default: %(default)s)"
-  )
-  la.add_argument(
-    "--out", default="runs/laperm", help="directory for results.json, table.md and curves.png (default: %(default)s)"
+    "--out", default="runs/laperm", help="directory for results.json, table.md and the plots (default: %(default)s)"
   )
   return parser
 
 
-def _compare(args: argparse.Namespace) -> None:
-  from parewire_jax.experiments.compare import CompareConfig, run_compare
-
-  config = CompareConfig(
+def _compare_config(args: argparse.Namespace) -> settings.CompareConfig:
+  return settings.CompareConfig(
     dataset=args.dataset,
     model=args.model,
     init=args.init,
@@ -146,6 +220,47 @@ def _compare(args: argparse.Namespace) -> None:
     equal_var=args.student,
     track_gradients=args.gradients,
   )
+
+
+def _laperm_config(args: argparse.Namespace) -> settings.LaPermConfig:
+  return settings.LaPermConfig(
+    dataset=args.dataset,
+    model=args.model,
+    init=args.init,
+    seeds=args.seeds,
+    first_seed=args.first_seed,
+    epochs=args.epochs,
+    batch_size=args.batch_size,
+    learning_rate=args.lr,
+    sync_period=args.sync_period,
+    limit_train=args.limit_train,
+    data_seed=args.data_seed,
+    seeds_per_chunk=args.seeds_per_chunk,
+    seeds_per_vmap=args.seeds_per_vmap,
+    mlp_hidden=tuple(args.mlp_hidden),
+  )
+
+
+def _check(args: argparse.Namespace) -> settings.CompareConfig | settings.LaPermConfig | None:
+  """Every check that needs no data and no JAX; returns the run's configuration."""
+  if args.command == "strength":
+    settings.check_strength_settings(args.init, args.shape, args.seeds, args.variants, args.num_draws)
+    return None
+  if args.command == "compare":
+    config = _compare_config(args)
+    settings.check_compare_config(config)
+    if args.resume and not args.out:
+      raise ValueError("--resume needs --out, the directory whose chunks/ an earlier run saved.")
+  else:
+    config = _laperm_config(args)
+    settings.check_laperm_config(config)
+  settings.check_batch_size(config.batch_size, settings.train_size(config.dataset, config.limit_train))
+  return config
+
+
+def _compare(args: argparse.Namespace, config: settings.CompareConfig) -> None:
+  from parewire_jax.experiments.compare import run_compare
+
   start = time.perf_counter()
   outcome = run_compare(
     config, data_dir=args.data_dir, download=not args.no_download, out_dir=args.out, resume=args.resume, progress=True
@@ -166,43 +281,42 @@ def _strength(args: argparse.Namespace) -> None:
     args.init, args.shape, seeds=args.seeds, variants=args.variants, num_draws=args.num_draws, out_dir=args.out
   )
   print(result.table)
+  print(f"\noutputs in {args.out}")
 
 
-def _laperm(args: argparse.Namespace) -> None:
-  from parewire_jax.experiments.laperm_demo import LaPermConfig, run_laperm
+def _laperm(args: argparse.Namespace, config: settings.LaPermConfig) -> None:
+  from parewire_jax.experiments.laperm_demo import run_laperm
 
-  config = LaPermConfig(
-    dataset=args.dataset,
-    model=args.model,
-    init=args.init,
-    seeds=args.seeds,
-    first_seed=args.first_seed,
-    epochs=args.epochs,
-    batch_size=args.batch_size,
-    learning_rate=args.lr,
-    sync_period=args.sync_period,
-    limit_train=args.limit_train,
-    data_seed=args.data_seed,
-    seeds_per_chunk=args.seeds_per_chunk,
-    seeds_per_vmap=args.seeds_per_vmap,
-    mlp_hidden=tuple(args.mlp_hidden),
-  )
   start = time.perf_counter()
   outcome = run_laperm(config, data_dir=args.data_dir, download=not args.no_download, out_dir=args.out, progress=True)
   print(outcome.table)
-  print(f"\nwall time {time.perf_counter() - start:.1f} s" + (f"; outputs in {args.out}" if args.out else ""))
+  print(f"\nwall time {time.perf_counter() - start:.1f} s; outputs in {args.out}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-  """Runs the command line; bad settings exit with status 2 and the reason."""
+  """Runs the command line; bad settings exit with status 2 and the reason, a missing dataset with 1."""
   parser = _parser()
   args = parser.parse_args(argv)
+  prefix = f"{parser.prog} {args.command}: error:"
   try:
-    {"compare": _compare, "strength": _strength, "laperm": _laperm}[args.command](args)
+    config = _check(args)
   except ValueError as error:
-    parser.exit(2, f"{parser.prog} {args.command}: error: {error}\n")
-  except (OSError, ImportError) as error:  # a dataset that is missing and cannot be fetched
-    parser.exit(1, f"{parser.prog} {args.command}: error: {error}\n")
+    parser.exit(2, f"{prefix} {error}\n")
+  from parewire_jax.experiments.data import MissingDatasetError
+
+  try:
+    if isinstance(config, settings.CompareConfig):
+      _compare(args, config)
+    elif isinstance(config, settings.LaPermConfig):
+      _laperm(args, config)
+    else:
+      _strength(args)
+  except ValueError as error:
+    parser.exit(2, f"{prefix} {error}\n")
+  except MissingDatasetError as error:
+    parser.exit(1, f"{prefix} {error.advice(command_line=True)}\n")
+  except (OSError, ImportError) as error:  # a dataset that cannot be fetched, a missing optional package
+    parser.exit(1, f"{prefix} {error}\n")
   return 0
 
 

@@ -2,19 +2,20 @@
 
 Each check runs on static (Python or NumPy) values at trace time and raises a
 ``ValueError`` that names the argument and says what was expected; nothing
-is checked inside compiled code.
+is checked inside compiled code. JAX is imported only by the checks that need
+it, so the command line validates its arguments without loading JAX.
 """
 
 from __future__ import annotations
 
 import numbers
 from collections.abc import Sequence
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-import jax
-import jax.numpy as jnp
 import numpy as np
-from jax import Array
+
+if TYPE_CHECKING:
+  from jax import Array
 
 Pass = Literal["in", "out"]
 PASSES: tuple[Pass, ...] = ("in", "out")
@@ -46,6 +47,8 @@ def check_scalar_int(value: Any, name: str, *, minimum: int = 1) -> None:
   A traced value (e.g. injected by ``optax.inject_hyperparams``) cannot be
   checked at trace time and passes.
   """
+  import jax
+
   if isinstance(value, jax.core.Tracer):
     return
   array = np.asarray(value)
@@ -87,7 +90,7 @@ def check_offset(offset: float) -> float:
   """Validates Eq. 5's additive constant (the paper uses 1)."""
   try:
     value = float(offset)
-  except (TypeError, jax.errors.ConcretizationTypeError) as e:
+  except TypeError as e:  # jax.errors.ConcretizationTypeError for a traced value is a TypeError
     raise ValueError(f"offset must be a positive Python number, got {offset!r}.") from e
   if not value > 0 or value != value or value == float("inf"):
     raise ValueError(f"offset must be a finite number > 0, got {offset!r}.")
@@ -98,7 +101,7 @@ def check_fraction(fraction: float, name: str = "fraction") -> float:
   """A concrete number in ``[0, 1]``."""
   try:
     value = float(fraction)
-  except (TypeError, jax.errors.ConcretizationTypeError) as e:
+  except TypeError as e:  # jax.errors.ConcretizationTypeError for a traced value is a TypeError
     raise ValueError(f"{name} must be a concrete number in [0, 1], got {fraction!r}.") from e
   if not 0.0 <= value <= 1.0:
     raise ValueError(f"{name} must be in [0, 1], got {fraction!r}.")
@@ -107,6 +110,8 @@ def check_fraction(fraction: float, name: str = "fraction") -> float:
 
 def check_floating(dtype: Any, name: str = "dtype") -> None:
   """A real floating dtype (float16, bfloat16, float32, float64)."""
+  import jax.numpy as jnp
+
   if not jnp.issubdtype(dtype, jnp.floating):
     raise ValueError(
       f"{name} must be a real floating dtype (float16, bfloat16, float32, float64), got {jnp.dtype(dtype).name}."
@@ -127,6 +132,9 @@ def as_typed_key(key: Any, name: str = "key") -> Array:
   with typed-key calls; every derived key (splits, folds) has the same bits
   either way.
   """
+  import jax
+  import jax.numpy as jnp
+
   if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
     if key.shape == ():
       return key

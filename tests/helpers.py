@@ -51,6 +51,39 @@ def assert_columnwise_permutation(actual, expected) -> None:
   np.testing.assert_array_equal(sorted_columns(a), sorted_columns(e))
 
 
+def train_result(seeds, *, epochs: int = 1, segments: int = 1, layer_names=(), value: float = 0.0):
+  """A :class:`~parewire_jax.experiments.train.TrainResult` of constant records, for tests of its handling."""
+  from parewire_jax.experiments.train import TrainResult
+
+  seeds = np.asarray(seeds)
+  curve = np.full((len(seeds), epochs), value)
+  within = np.full((len(seeds), epochs, segments), value)
+  return TrainResult(
+    seeds=seeds,
+    train_loss=curve,
+    train_acc=curve,
+    val_loss=curve,
+    val_acc=curve,
+    test_loss=curve,
+    test_acc=curve,
+    grad_abs=None,
+    layer_names=tuple(layer_names),
+    init_mean_variance=np.ones(len(seeds)),
+    init_mean_fourth_moment=np.ones(len(seeds)),
+    train_curve_loss=within,
+    train_curve_acc=within,
+  )
+
+
+def markdown_table(text: str) -> tuple[list[str], dict[str, list[str]]]:
+  """The first markdown table in ``text``: its header cells after the first, and its rows keyed by first cell."""
+  lines = text.splitlines()
+  start = next(i for i, line in enumerate(lines) if line.startswith("|"))
+  end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+  cells = [[c.strip() for c in line.split("|")[1:-1]] for line in lines[start:end] if not line.startswith("|---")]
+  return cells[0][1:], {row[0]: row[1:] for row in cells[1:]}
+
+
 def tiny_dataset(num_train: int):
   """3 classes of noisy 6×6 prototypes (64 validation, 48 test images): learnable in one epoch by a small MLP."""
   from parewire_jax.experiments.data import Dataset

@@ -7,7 +7,7 @@ import json
 import jax
 import numpy as np
 import pytest
-from helpers import tiny_dataset
+from helpers import tiny_dataset, train_result
 
 from parewire_jax.__main__ import main
 from parewire_jax.experiments import train
@@ -116,7 +116,11 @@ def test_a_run_killed_between_chunks_resumes(tiny, tmp_path):
     progress=calls.append,
     load_chunk=lambda seeds: resumed_store.load("max_sv", seeds),
   )
-  assert calls == [config.epochs, 1, 1]  # chunk [0, 1] loaded (its epochs counted at once), chunk [2] trained
+  steps_per_epoch = len(tiny.x_train) // config.batch_size
+  segment = steps_per_epoch // train.segments_per_epoch(steps_per_epoch, config.train_config().segments_per_epoch)
+  # chunk [0, 1] loaded: all its steps counted at once; chunk [2] trained: one report per completed segment
+  assert calls[0] == config.epochs * steps_per_epoch
+  assert calls[1:] == [segment] * (config.epochs * steps_per_epoch // segment)
   assert resumed_store.resumed == {"max_sv": [[0, 1]]}
   expected = train.train_seeds(model, tiny, [0, 1, 2], config.train_config())
   for field in ("seeds", "train_loss", "val_acc", "test_acc", "init_mean_variance"):
@@ -125,8 +129,7 @@ def test_a_run_killed_between_chunks_resumes(tiny, tmp_path):
 
 def test_a_write_cut_off_leaves_no_chunk_file(tiny, tmp_path, monkeypatch):
   store = ChunkStore(tmp_path, {"anything": 1}, resume=True)
-  curve = np.zeros((1, 1))
-  chunk = train.TrainResult(np.array([0]), curve, curve, curve, curve, curve, curve, None, (), np.ones(1), np.ones(1))
+  chunk = train_result([0])
 
   def savez_killed_midway(f, **arrays):
     f.write(b"PK\x03\x04 half a zip")
@@ -217,10 +220,7 @@ def test_chunk_file_names_and_seed_check(tmp_path):
   store = ChunkStore(tmp_path, {}, resume=True)
   assert store.path("base", [4, 5, 6]).name == "base_seeds_4-6.npz"
   assert store.path("base", [4, 6]).name != store.path("base", [6, 4]).name  # not consecutive: a digest
-  curve = np.zeros((2, 1))
-  chunk = train.TrainResult(
-    np.array([4, 5]), curve, curve, curve, curve, curve, curve, None, (), np.ones(2), np.ones(2)
-  )
+  chunk = train_result([4, 5])
   store.save("base", chunk, seconds=1.0)
   store.path("base", [4, 5]).rename(store.path("base", [5, 6]))
   with pytest.raises(ValueError, match=r"holds seeds \[4, 5\], expected \[5, 6\]"):
@@ -237,8 +237,7 @@ def test_dataset_digest_sees_every_split():
 
 
 def test_concatenate_results_rejects_mixed_chunks():
-  curve = np.zeros((1, 1))
-  one = train.TrainResult(np.array([0]), curve, curve, curve, curve, curve, curve, None, ("a",), np.ones(1), np.ones(1))
+  one = train_result([0], layer_names=("a",))
   joined = train.concatenate_results([one, one._replace(seeds=np.array([1]))])
   assert joined.seeds.tolist() == [0, 1] and joined.layer_names == ("a",)
   with pytest.raises(ValueError, match="same layer_names"):

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import tiny_dataset
+from helpers import markdown_table, tiny_dataset
 from scipy import stats as sps
 
 from parewire_jax import rewiring_key, strength_stats
@@ -292,14 +292,8 @@ def test_compare_end_to_end(tiny, tmp_path):
   assert saved["config"]["variants"] == ["base", "rewired", "min_sv"] and saved["config"]["seeds"] == 3
   assert saved["dataset"]["num_train"] == 256
 
-  rows = {
-    line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
-    for line in (tmp_path / "table.md").read_text().splitlines()
-    if line.startswith("| ")
-    and line.split("|")[1].strip() in config.variants
-    and "pp" not in line
-    and len(line.split("|")) == 8
-  }
+  table = (tmp_path / "table.md").read_text()
+  header, rows = markdown_table(table)
   assert set(rows) == set(config.variants)
   base = saved["variants"]["base"]["per_seed"]
   for variant in config.variants:
@@ -310,10 +304,13 @@ def test_compare_end_to_end(tiny, tmp_path):
     best = np.argmax(curves["val_acc"], axis=1)
     np.testing.assert_allclose(per_seed["convergence_epoch"], best + 1)
     np.testing.assert_allclose(per_seed["test_acc"], np.asarray(curves["test_acc"])[np.arange(3), best])
-    for column, metric in enumerate(report.METRICS):
+    for metric, (name, is_accuracy) in report.METRICS.items():
       x = np.asarray(per_seed[metric])
-      scale = 100 if report.METRICS[metric][1] else 1
-      numbers = _numbers(rows[variant][column])
+      scale = 100 if is_accuracy else 1
+      if f"{name} (mean ± std)" not in header:  # left out when the same for every model, and said so
+        assert np.ptp(x) == 0 and f"{name} (" in table.split("paired by seed")[0]
+        continue
+      numbers = _numbers(rows[variant][header.index(f"{name} (mean ± std)")])
       assert numbers[:2] == pytest.approx([round(x.mean() * scale, 2), round(x.std(ddof=1) * scale, 2)], abs=0.0051)
       if variant == "base":
         assert len(numbers) == 2
@@ -323,7 +320,7 @@ def test_compare_end_to_end(tiny, tmp_path):
         c = outcome.report.comparisons[variant][metric]
         assert np.isnan(c.paired_ttest) or c.paired_ttest == sps.ttest_rel(x, base[metric]).pvalue
     x = np.asarray(per_seed["test_acc"])
-    median_cell = _numbers(rows[variant][4])
+    median_cell = _numbers(rows[variant][header.index("test acc. (median ± MAD)")])
     assert median_cell[:2] == pytest.approx(
       [round(np.median(x) * 100, 2), round(np.median(np.abs(x - np.median(x))) * 100, 2)], abs=0.0051
     )

@@ -72,7 +72,7 @@ def test_rewired_under_jit_and_vmap():
   init = pw.rewired(jinit.orthogonal())
   keys = jax.random.split(jax.random.key(0), 3)
   batched = jax.jit(jax.vmap(lambda k: init(k, (10, 6))))(keys)
-  for k, w in zip(keys, batched):
+  for k, w in zip(keys, batched, strict=True):
     chex.assert_trees_all_equal(w, init(k, (10, 6)))
 
 

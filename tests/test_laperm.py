@@ -81,7 +81,7 @@ def exact_update_exists(p, t, reach=4) -> np.ndarray:
 def grads_at(step, params, seed=1):
   leaves, treedef = jax.tree.flatten(params)
   keys = jax.random.split(jax.random.fold_in(jax.random.key(seed), step), len(leaves))
-  return treedef.unflatten([jax.random.normal(k, x.shape, x.dtype) for k, x in zip(keys, leaves)])
+  return treedef.unflatten([jax.random.normal(k, x.shape, x.dtype) for k, x in zip(keys, leaves, strict=True)])
 
 
 def check_sync(params_before, inner_updates, updates, state):
@@ -338,7 +338,10 @@ def test_inject_hyperparams_inside_and_outside():
     expected, _ = optax.sgd(0.1).update(grads, optax.sgd(0.1).init(params), params)
     updates, state = step(grads, state, params)
     synced.append(
-      not all(np.array_equal(bits(a), bits(b)) for a, b in zip(jax.tree.leaves(updates), jax.tree.leaves(expected)))
+      not all(
+        np.array_equal(bits(a), bits(b))
+        for a, b in zip(jax.tree.leaves(updates), jax.tree.leaves(expected), strict=True)
+      )
     )
     if synced[-1]:
       check_sync(params, expected, updates, pw.find_laperm_state(state))
@@ -401,7 +404,9 @@ def test_vmap_over_seeds_matches_single_runs():
       params = optax.apply_updates(params, updates)
     return pw.laperm_project(params, state), state
 
-  run = lambda seed: train(*init(seed))
+  def run(seed):
+    return train(*init(seed))
+
   batched = jax.jit(jax.vmap(run))(seeds)
   run_single = jax.jit(run)
   for i in range(3):
@@ -552,7 +557,10 @@ def test_ranking_distance_tree_and_jit():
   assert tree["dense"]["bias"] is None and tree["scale"] is None
   for path in SELECTED:
     prev, cur = columns(leaf(params, path)), columns(leaf(moved, path))
-    ranks = lambda c: np.argsort(np.argsort(c, axis=-1, kind="stable"), axis=-1, kind="stable")
+
+    def ranks(c):
+      return np.argsort(np.argsort(c, axis=-1, kind="stable"), axis=-1, kind="stable")
+
     distance = np.abs(ranks(cur) - ranks(prev)) / prev.shape[1]
     result = leaf(tree, path)
     assert isinstance(result, pw.RankingDistance)

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from helpers import bits, tiny_dataset
+from helpers import bits, markdown_table, tiny_dataset
 from scipy import stats as sps
 
 from parewire_jax.__main__ import main
@@ -227,13 +227,13 @@ def test_cli_laperm_end_to_end_and_table_equals_json(tmp_path, capsys):
     assert saved["epoch_val_acc_tests"][e]["mean_difference"] == pytest.approx((b - a).mean())
 
   # test accuracy at the best validation epoch = JSON curves; paired table = scipy on the JSON values
-  metric_rows = _rows(table.split("per-seed metrics")[1].split("paired by seed")[0], {"adam", "laperm_adam"})
+  metric_header, metric_rows = markdown_table(table.split("per-seed metrics")[1])
   for arm in ("adam", "laperm_adam"):
     curves = saved["arms"][arm]["curves"]
     best = np.argmax(curves["val_acc"], axis=1)
     test_acc = np.asarray(curves["test_acc"])[np.arange(2), best]
     np.testing.assert_allclose(saved["arms"][arm]["per_seed"]["test_acc"], test_acc)
-    assert _numbers(metric_rows[arm][3])[:2] == pytest.approx(
+    assert _numbers(metric_rows[arm][metric_header.index("test acc. (mean ± std)")])[:2] == pytest.approx(
       [round(test_acc.mean() * 100, 2), round(test_acc.std(ddof=1) * 100, 2)], abs=0.0051
     )
   paired = [line for line in table.splitlines() if line.startswith("| laperm_adam | test acc. |")]

@@ -71,7 +71,7 @@ def column_loop_scans(fn, *args) -> tuple[int, int]:
 def assert_layerwise_permutation(stack, base_stack):
   stack, base_stack = np.asarray(stack), np.asarray(base_stack)
   assert stack.shape == base_stack.shape
-  for layer, base_layer in zip(stack, base_stack):
+  for layer, base_layer in zip(stack, base_stack, strict=True):
     assert_bit_permutation(layer, base_layer)
     assert not np.array_equal(layer, base_layer)
 
@@ -129,7 +129,7 @@ def test_jax_vmap_over_seeds_of_a_linen_model():
   x = jnp.ones((1, N_IN))
   keys = jax.random.split(jax.random.key(1), 3)
   batched = jax.jit(jax.vmap(model.init, in_axes=(0, None)))(keys, x)["params"]["kernel"]
-  for k, kernel in zip(keys, batched):
+  for k, kernel in zip(keys, batched, strict=True):
     np.testing.assert_array_equal(kernel, model.init(k, x)["params"]["kernel"])
   base = nn.Dense(N_OUT, kernel_init=BASE)
   assert_layerwise_permutation(batched, jax.vmap(base.init, in_axes=(0, None))(keys, x)["params"]["kernel"])

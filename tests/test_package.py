@@ -1,6 +1,7 @@
 """The package surface: lazy public names, what static tools see, and the version."""
 
 import ast
+import importlib
 import pathlib
 import subprocess
 import sys
@@ -8,36 +9,46 @@ import sys
 import pytest
 
 import parewire_jax as pw
+import parewire_jax.experiments as experiments
 
-INIT = pathlib.Path(pw.__file__)
+PACKAGES = [pw, experiments]
 
 
-def _type_checking_names() -> dict[str, str]:
-  """Name -> module of the ``if TYPE_CHECKING:`` re-exports in ``parewire_jax/__init__.py``."""
-  tree = ast.parse(INIT.read_text())
+def _type_checking_names(package) -> dict[str, str]:
+  """Name -> module of the ``if TYPE_CHECKING:`` re-exports in ``package/__init__.py``."""
+  tree = ast.parse(pathlib.Path(package.__file__).read_text())
   block = next(node for node in tree.body if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING")
   names = {}
   for statement in block.body:
     assert isinstance(statement, ast.ImportFrom)
     for alias in statement.names:
       assert alias.asname == alias.name, "re-export as `X as X` so static tools see it as public"
-      names[alias.name] = statement.module.removeprefix("parewire_jax.")
+      names[alias.name] = statement.module.removeprefix(f"{package.__name__}.")
   return names
 
 
-def test_static_re_exports_match_the_lazy_table():
-  assert _type_checking_names() == pw._EXPORTS
-  assert pw.__all__ == sorted(pw._EXPORTS)
+@pytest.mark.parametrize("package", PACKAGES, ids=lambda p: p.__name__)
+def test_static_re_exports_match_the_lazy_table(package):
+  assert _type_checking_names(package) == package._EXPORTS
+  assert package.__all__ == sorted(package._EXPORTS)
 
 
-@pytest.mark.parametrize("name", pw.__all__)
-def test_every_public_name_resolves_to_its_module(name):
-  value = getattr(pw, name)
-  assert value.__module__ == f"parewire_jax.{pw._EXPORTS[name]}"
+@pytest.mark.parametrize(
+  "package, name", [(p, n) for p in PACKAGES for n in p.__all__], ids=lambda x: getattr(x, "__name__", x)
+)
+def test_every_public_name_resolves_to_its_module(package, name):
+  value = getattr(package, name)
+  if hasattr(value, "__module__") and not isinstance(value, tuple):
+    assert value.__module__ == f"{package.__name__}.{package._EXPORTS[name]}"
+  else:  # a constant: defined in that module
+    assert getattr(importlib.import_module(f"{package.__name__}.{package._EXPORTS[name]}"), name) is value
 
 
-def test_importing_the_package_does_not_import_jax():
-  code = "import sys, parewire_jax; print('jax' in sys.modules, parewire_jax.__version__)"
+def test_importing_the_packages_does_not_import_jax():
+  code = (
+    "import sys, parewire_jax, parewire_jax.experiments, parewire_jax.experiments.settings; "
+    "print('jax' in sys.modules, parewire_jax.__version__)"
+  )
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
   assert out == ["False", pw.__version__]
 

@@ -300,7 +300,7 @@ class DeterminismTest(chex.TestCase):
     w = _random_weights(0, (12, 9))
     keys = jax.random.split(jax.random.key(0), 4)
     batched = jax.vmap(pw.pa_rewire, in_axes=(0, None))(keys, w)
-    for k, r in zip(keys, batched):
+    for k, r in zip(keys, batched, strict=True):
       chex.assert_trees_all_equal(r, pw.pa_rewire(k, w))
 
   def test_rewire_batch_axis_uses_split_keys(self):

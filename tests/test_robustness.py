@@ -176,7 +176,7 @@ def test_float64_initializer_with_batch_axis_under_x64():
     w = pw.rewired(base, batch_axis=0)(key, shape, jnp.float64)
     expected = base(key, shape, jnp.float64)
     assert w.dtype == jnp.float64
-    for layer, base_layer in zip(w, expected):
+    for layer, base_layer in zip(w, expected, strict=True):
       assert_bit_permutation(layer, base_layer)
     # Values that only exist in float64 (below float32's smallest subnormal) are moved, not rounded.
     tiny = jnp.full((6, 5), 1e-310, jnp.float64).at[0, 0].set(-1e-320)
@@ -206,7 +206,7 @@ def test_legacy_keys_with_batch_axes_and_vmap():
   init = pw.rewired(jinit.lecun_normal())
   legacy_keys = jax.random.split(legacy, 3)  # uint32[3, 2]
   batched = jax.vmap(lambda k: init(k, (10, 7)))(legacy_keys)
-  for k, w in zip(legacy_keys, batched):
+  for k, w in zip(legacy_keys, batched, strict=True):
     chex.assert_trees_all_equal(w, init(jax.random.wrap_key_data(k), (10, 7)))
 
 

@@ -184,7 +184,7 @@ def test_layer_sharded_stack_needs_no_communication(mesh_shape, names, spec):
   text = fn.lower(key).compile().as_text()
   assert not any(_collectives(text).values()), _collectives(text)
   # The per-step sorts of the scans see one layer per device (a replicated program would show 8).
-  step_sort_shapes = set(re.findall(r"= s32\[(\d+),(?:%d|%d)\]\S* sort\(" % (n_in, n_out), text))
+  step_sort_shapes = set(re.findall(rf"= s32\[(\d+),(?:{n_in}|{n_out})\]\S* sort\(", text))
   assert step_sort_shapes == {"1"}, step_sort_shapes
   out = fn(key)
   assert out.sharding.spec == spec

@@ -244,7 +244,7 @@ def test_int_batch_axis_applies_to_every_leaf(scanned_tree, scanned_result):
 def test_chunking_splits_a_batched_leaf_without_changing_results(scanned_tree, scanned_result):
   # 4 matrices of (12, 8) in chunks of 2: the stacked leaf straddles two chunks.
   new = rewire_params(KEY, scanned_tree, batch_axis=_scanned_axes, max_group_bytes=2 * 12 * 8 * 4)
-  for a, b in zip(jax.tree.leaves(new), jax.tree.leaves(scanned_result)):
+  for a, b in zip(jax.tree.leaves(new), jax.tree.leaves(scanned_result), strict=True):
     assert_bits_equal(a, b)
 
 
@@ -316,7 +316,7 @@ def test_equinox_module_with_out_axis_0():
   eqx = pytest.importorskip("equinox")
   model = eqx.nn.MLP(12, 12, 8, 1, key=jax.random.key(0))  # weights (8, 12) and (12, 8), (out, in)
   new = rewire_params(KEY, model, out_axis=0)
-  for old_layer, new_layer in zip(model.layers, new.layers):
+  for old_layer, new_layer in zip(model.layers, new.layers, strict=True):
     _assert_rewired(new_layer.weight, old_layer.weight)
     assert new_layer.bias is old_layer.bias
   assert new.activation is model.activation  # a non-array leaf, untouched

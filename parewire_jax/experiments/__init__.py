@@ -1,48 +1,101 @@
 """Experiments of the PA rewiring paper (§4): datasets, models, training, reports.
 
 Scabini, De Baets & Bruno, arXiv:2207.08148, §4.1 (setup) to §4.4; and the
-LaPerm-against-Adam demonstration (Qiu & Suda 2020, §5.1).
+LaPerm-against-Adam demonstration (Qiu & Suda 2020, §5.1). Public names are
+imported on first use, as in :mod:`parewire_jax`; :mod:`.settings` (names,
+configurations and their checks) imports no JAX.
 """
 
-from parewire_jax.experiments.checkpoint import ChunkStore
-from parewire_jax.experiments.compare import CompareConfig, run_compare, run_strength
-from parewire_jax.experiments.data import DATASETS, Dataset, default_data_dir, load_dataset
-from parewire_jax.experiments.laperm_demo import LaPermConfig, LaPermResult, run_laperm
-from parewire_jax.experiments.models import (
-  INITIALIZERS,
-  MODELS,
-  VARIANTS,
-  base_initializer,
-  build_model,
-  kernel_initializer,
-)
-from parewire_jax.experiments.optimizers import OPTIMIZERS, make_optimizer
-from parewire_jax.experiments.report import select_best_epoch
-from parewire_jax.experiments.train import TrainConfig, TrainResult, concatenate_results, train_seeds
+from __future__ import annotations
 
-__all__ = [
-  "DATASETS",
-  "INITIALIZERS",
-  "MODELS",
-  "OPTIMIZERS",
-  "VARIANTS",
-  "ChunkStore",
-  "CompareConfig",
-  "Dataset",
-  "LaPermConfig",
-  "LaPermResult",
-  "TrainConfig",
-  "TrainResult",
-  "base_initializer",
-  "build_model",
-  "concatenate_results",
-  "default_data_dir",
-  "kernel_initializer",
-  "load_dataset",
-  "make_optimizer",
-  "run_compare",
-  "run_laperm",
-  "run_strength",
-  "select_best_epoch",
-  "train_seeds",
-]
+from typing import TYPE_CHECKING
+
+from parewire_jax import _lazy
+
+# Public name -> the module that defines it.
+_EXPORTS = {
+  "DATASETS": "settings",
+  "INITIALIZERS": "settings",
+  "MODELS": "settings",
+  "OPTIMIZERS": "settings",
+  "VARIANTS": "settings",
+  "CompareConfig": "settings",
+  "LaPermConfig": "settings",
+  "TrainConfig": "settings",
+  "ChunkStore": "checkpoint",
+  "CompareResult": "compare",
+  "StrengthResult": "compare",
+  "run_compare": "compare",
+  "run_strength": "compare",
+  "Dataset": "data",
+  "default_data_dir": "data",
+  "load_dataset": "data",
+  "LaPermResult": "laperm_demo",
+  "run_laperm": "laperm_demo",
+  "base_initializer": "models",
+  "build_model": "models",
+  "kernel_initializer": "models",
+  "make_optimizer": "optimizers",
+  "BestEpoch": "report",
+  "MetricReport": "report",
+  "select_best_epoch": "report",
+  "Comparison": "stats",
+  "Summary": "stats",
+  "TrainResult": "train",
+  "concatenate_results": "train",
+  "train_seeds": "train",
+}
+
+__getattr__, __dir__, __all__ = _lazy.attach(__name__, _EXPORTS)
+
+if TYPE_CHECKING:  # what static tools see (`X as X` re-exports); tests/test_package.py checks it matches _EXPORTS
+  from parewire_jax.experiments.checkpoint import (
+    ChunkStore as ChunkStore,
+  )
+  from parewire_jax.experiments.compare import (
+    CompareResult as CompareResult,
+    StrengthResult as StrengthResult,
+    run_compare as run_compare,
+    run_strength as run_strength,
+  )
+  from parewire_jax.experiments.data import (
+    Dataset as Dataset,
+    default_data_dir as default_data_dir,
+    load_dataset as load_dataset,
+  )
+  from parewire_jax.experiments.laperm_demo import (
+    LaPermResult as LaPermResult,
+    run_laperm as run_laperm,
+  )
+  from parewire_jax.experiments.models import (
+    base_initializer as base_initializer,
+    build_model as build_model,
+    kernel_initializer as kernel_initializer,
+  )
+  from parewire_jax.experiments.optimizers import (
+    make_optimizer as make_optimizer,
+  )
+  from parewire_jax.experiments.report import (
+    BestEpoch as BestEpoch,
+    MetricReport as MetricReport,
+    select_best_epoch as select_best_epoch,
+  )
+  from parewire_jax.experiments.settings import (
+    DATASETS as DATASETS,
+    INITIALIZERS as INITIALIZERS,
+    MODELS as MODELS,
+    OPTIMIZERS as OPTIMIZERS,
+    VARIANTS as VARIANTS,
+    CompareConfig as CompareConfig,
+    LaPermConfig as LaPermConfig,
+    TrainConfig as TrainConfig,
+  )
+  from parewire_jax.experiments.stats import (
+    Comparison as Comparison,
+    Summary as Summary,
+  )
+  from parewire_jax.experiments.train import (
+    TrainResult as TrainResult,
+    concatenate_results as concatenate_results,
+    train_seeds as train_seeds,
+  )

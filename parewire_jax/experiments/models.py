@@ -27,14 +27,12 @@ from jax import Array
 from jax.typing import DTypeLike
 
 from parewire_jax._checks import check_choice, check_int
+from parewire_jax.experiments.settings import INITIALIZERS, MODELS, VARIANTS
 from parewire_jax.initializers import max_strength_variance, min_strength_variance, rewired
 from parewire_jax.selection import selected_leaves
 
 Initializer = jax.nn.initializers.Initializer
 
-INITIALIZERS = ("kaiming_normal", "kaiming_uniform", "truncated_normal", "orthogonal")
-VARIANTS = ("base", "rewired", "min_sv", "max_sv")
-MODELS = ("mlp", "lenet", "resnet18")
 
 # Standard deviation of a standard normal truncated to [-3, 3]: dividing by it
 # gives the truncated draw the variance of the untruncated one.
@@ -258,14 +256,6 @@ def kernels(params: Any, *, seed_axis: bool = False) -> dict[str, Any]:
   one_seed = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), params) if seed_axis else params
   leaves = dict(jax.tree_util.tree_flatten_with_path(params)[0])
   return {jax.tree_util.keystr(path, simple=True, separator="/"): leaves[path] for path, _ in selected_leaves(one_seed)}
-
-
-def check_mlp_hidden(mlp_hidden: Sequence[int]) -> None:
-  """Raises ValueError unless ``mlp_hidden`` (the MLP's hidden widths) is a non-empty sequence of ints >= 1."""
-  if not mlp_hidden:
-    raise ValueError(f"mlp_hidden must be a non-empty sequence of ints >= 1, got {mlp_hidden!r}.")
-  for i, width in enumerate(mlp_hidden):
-    check_int(width, f"mlp_hidden[{i}]")
 
 
 def build_model(

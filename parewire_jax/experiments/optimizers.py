@@ -7,17 +7,11 @@ cosine annealing of the paper's "simple schedule".
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import optax
 
 from parewire_jax._checks import check_choice
+from parewire_jax.experiments.settings import OPTIMIZERS, TrainConfig
 from parewire_jax.lookahead_permutation import laperm
-
-if TYPE_CHECKING:
-  from parewire_jax.experiments.train import TrainConfig
-
-OPTIMIZERS = ("sgd", "adam", "laperm_adam")
 
 
 def epoch_cosine_schedule(learning_rate: float, epochs: int, steps_per_epoch: int) -> optax.Schedule:
@@ -38,12 +32,12 @@ def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> optax.GradientT
   """``config.optimizer`` with the epoch-wise cosine schedule of ``config.learning_rate``.
 
   Args:
-    config: a :class:`~parewire_jax.experiments.train.TrainConfig`; its
+    config: a :class:`~parewire_jax.experiments.settings.TrainConfig`; its
       ``optimizer``, ``learning_rate``, ``epochs``, ``momentum`` and
       ``sync_period`` are used.
     steps_per_epoch: optimizer steps in one epoch.
 
-  >>> from parewire_jax.experiments.train import TrainConfig
+  >>> from parewire_jax.experiments.settings import TrainConfig
   >>> import jax.numpy as jnp
   >>> tx = make_optimizer(TrainConfig(optimizer="laperm_adam", sync_period=5), 10)
   >>> type(tx.init({"w": jnp.eye(2)})).__name__

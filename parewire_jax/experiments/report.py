@@ -23,18 +23,29 @@ from parewire_jax.experiments.train import TrainResult
 
 # Per-seed metrics of Tables 1–2, in column order: key -> (header, is an accuracy).
 METRICS: dict[str, tuple[str, bool]] = {
-  "epoch1_train_acc": ("ep. 1 acc.", True),
+  "epoch1_train_acc": ("ep. 1 train acc.", True),
   "epoch1_val_acc": ("ep. 1 val. acc.", True),
-  "convergence_epoch": ("convergence", False),
+  "convergence_epoch": ("convergence epoch", False),
   "test_acc": ("test acc.", True),
 }
 
+# Why a metric can carry nothing: shown under the tables when it is left out.
+_CONSTANT_NOTE = {"convergence_epoch": "the epoch of the best validation accuracy"}
+
 
 class BestEpoch(NamedTuple):
-  """Model selection by validation accuracy (§4.2, Table 1)."""
+  """Model selection by validation accuracy (§4.2, Table 1), per seed.
 
-  convergence_epoch: np.ndarray  # 1-based epoch of the best validation accuracy, (S,)
-  test_acc: np.ndarray  # test accuracy at that epoch, (S,)
+  Attributes:
+    convergence_epoch: 1-based epoch of the best validation accuracy, shape ``(S,)``.
+    test_acc: the test accuracy at that epoch, shape ``(S,)``.
+
+  >>> select_best_epoch([[0.5, 0.7]], [[0.4, 0.6]]).convergence_epoch.tolist()
+  [2]
+  """
+
+  convergence_epoch: np.ndarray
+  test_acc: np.ndarray
 
 
 def select_best_epoch(val_acc: ArrayLike, test_acc: ArrayLike) -> BestEpoch:
@@ -73,10 +84,19 @@ def per_seed_metrics(result: TrainResult) -> dict[str, np.ndarray]:
 
 
 class MetricReport(NamedTuple):
-  """Summaries of every metric per variant and tests of every variant against the base."""
+  """Summaries of every metric per variant and tests of every variant against the base.
 
-  summaries: dict[str, dict[str, Summary]]  # variant -> metric -> summary
-  comparisons: dict[str, dict[str, Comparison]]  # variant (not base) -> metric -> tests
+  Attributes:
+    summaries: variant -> metric -> :class:`~parewire_jax.experiments.Summary`.
+    comparisons: variant (not the base) -> metric -> :class:`~parewire_jax.experiments.Comparison`.
+
+  >>> r = analyze({"base": {"acc": [0.90, 0.92, 0.91]}, "rewired": {"acc": [0.93, 0.95, 0.94]}})
+  >>> round(r.summaries["rewired"]["acc"].mean, 2), round(r.comparisons["rewired"]["acc"].mean_difference, 2)
+  (0.94, 0.03)
+  """
+
+  summaries: dict[str, dict[str, Summary]]
+  comparisons: dict[str, dict[str, Comparison]]
 
 
 def analyze(
@@ -104,30 +124,52 @@ def _cell(location: float, spread: float, scale: float, p: float | None) -> str:
   return text if p is None else f"{text} ({format_p(p)})"
 
 
+def informative_metrics(report: MetricReport) -> list[str]:
+  """The metrics of :data:`METRICS` whose per-seed values vary somewhere; the others carry nothing.
+
+  E.g. the convergence epoch of a one-epoch run is 1 for every model.
+  """
+  return [m for m in METRICS if any(summary[m].std > 0 or summary[m].mad > 0 for summary in report.summaries.values())]
+
+
+def _omitted_note(report: MetricReport) -> str:
+  omitted = [m for m in METRICS if m not in informative_metrics(report)]
+  notes = []
+  for m in omitted:
+    values = {round(summary[m].mean, 6) for summary in report.summaries.values()}
+    value = ", ".join(f"{v * (100 if METRICS[m][1] else 1):g}" for v in sorted(values))
+    what = _CONSTANT_NOTE.get(m, METRICS[m][0])
+    notes.append(f"{METRICS[m][0]} ({what}): {value} for every model")
+  return "" if not notes else "\n\nNot shown, as it carries nothing here: " + "; ".join(notes) + "."
+
+
 def markdown_table(report: MetricReport, base: str = "base") -> str:
   """Tables 1–2 as markdown: mean ± std with t-test p, and test median ± MAD with Kruskal–Wallis p.
 
-  Accuracies in percent; p-values are against ``base`` (two-sided).
+  Accuracies in percent; p-values are against ``base`` (two-sided). Metrics
+  that are the same for every model are left out, with a note saying so.
   """
-  headers = ["weights"] + [METRICS[m][0] + " (mean ± std)" for m in METRICS] + ["test acc. (median ± MAD)"]
+  metrics = informative_metrics(report)
+  headers = ["weights"] + [METRICS[m][0] + " (mean ± std)" for m in metrics] + ["test acc. (median ± MAD)"]
   lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
   for variant, summary in report.summaries.items():
     tests = report.comparisons.get(variant)
     cells = [variant]
-    for metric, (_, is_accuracy) in METRICS.items():
+    for metric in metrics:
       s = summary[metric]
-      cells.append(_cell(s.mean, s.std, 100.0 if is_accuracy else 1.0, tests and tests[metric].ttest))
+      cells.append(_cell(s.mean, s.std, 100.0 if METRICS[metric][1] else 1.0, tests and tests[metric].ttest))
     s = summary["test_acc"]
     cells.append(_cell(s.median, s.mad, 100.0, tests and tests["test_acc"].kruskal))
     lines.append("| " + " | ".join(cells) + " |")
-  return "\n".join(lines)
+  return "\n".join(lines) + _omitted_note(report)
 
 
 def paired_table(report: MetricReport) -> str:
   """The paired comparison (same seeds) of every variant with the base: mean difference and p-values."""
   lines = ["| weights | metric | mean difference | paired t-test | Wilcoxon signed-rank |", "|---|---|---|---|---|"]
   for variant, tests in report.comparisons.items():
-    for metric, (header, is_accuracy) in METRICS.items():
+    for metric in informative_metrics(report):
+      header, is_accuracy = METRICS[metric]
       c = tests[metric]
       unit = " pp" if is_accuracy else ""
       scale = 100.0 if is_accuracy else 1.0
@@ -168,30 +210,82 @@ def _pyplot():
   return plt
 
 
+def _band(ax: Any, x: np.ndarray, values: np.ndarray, label: str, **style: Any) -> None:
+  """Mean over seeds (rows of ``values``) as a line, ± one standard deviation as a band."""
+  mean = values.mean(0)
+  std = values.std(0, ddof=1) if len(values) > 1 else np.zeros_like(mean)
+  (line,) = ax.plot(x, mean, label=label, **style)
+  ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2, linewidth=0)
+
+
+def _epoch_axis(ax: Any, last_epoch: float) -> None:
+  from matplotlib.ticker import MaxNLocator
+
+  ax.set_xlim(0, last_epoch)
+  ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+  ax.set_xlabel("epoch")
+  ax.grid(alpha=0.3)
+
+
 def plot_curves(results: Mapping[str, TrainResult], path: str | pathlib.Path) -> None:
-  """Fig. 4: mean ± std over seeds of train/val accuracy and loss per epoch, log-x."""
+  """Fig. 4: training and validation curves, mean ± std over seeds as a band, at any run length.
+
+  Top: training accuracy and loss within epochs, one point per segment of an
+  epoch (``TrainResult.train_curve_*``), so even a one-epoch run shows how
+  fast each variant learns. Bottom: validation accuracy and loss after every
+  epoch (a point with an error bar after one epoch). Epoch ticks are integers.
+  """
   plt = _pyplot()
-  fig, axes = plt.subplots(2, 2, figsize=(10, 7), sharex=True)
-  panels = [
-    ("train_acc", "train accuracy (%)", 100.0),
-    ("val_acc", "validation accuracy (%)", 100.0),
-    ("train_loss", "train loss", 1.0),
-    ("val_loss", "validation loss", 1.0),
+  fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
+  for variant, result in results.items():
+    seeds, epochs, segments = result.train_curve_acc.shape
+    x = (np.arange(epochs * segments) + 1) / segments  # each point at the end of its segment
+    _band(axes[0, 0], x, result.train_curve_acc.reshape(seeds, -1) * 100, variant)
+    _band(axes[0, 1], x, result.train_curve_loss.reshape(seeds, -1), variant)
+    for ax, values in ((axes[1, 0], result.val_acc * 100), (axes[1, 1], result.val_loss)):
+      epoch_x = np.arange(1, epochs + 1)
+      if epochs == 1:
+        ax.errorbar(epoch_x, values.mean(0), yerr=values.std(0, ddof=1), fmt="o", capsize=4, label=variant)
+      else:
+        _band(ax, epoch_x, values, variant, marker="o", markersize=3)
+  last = max(r.train_curve_acc.shape[1] for r in results.values())
+  titles = [
+    ("training accuracy (%), per segment of an epoch", "training loss, per segment of an epoch"),
+    ("validation accuracy (%), after each epoch", "validation loss, after each epoch"),
   ]
-  for ax, (field, label, scale) in zip(axes.ravel(), panels, strict=True):
-    for variant, result in results.items():
-      values = getattr(result, field) * scale
-      epochs = np.arange(1, values.shape[1] + 1)
-      mean, std = values.mean(0), values.std(0, ddof=1)
-      (line,) = ax.plot(epochs, mean, marker="o", markersize=3, label=variant)
-      ax.fill_between(epochs, mean - std, mean + std, color=line.get_color(), alpha=0.2)
-    ax.set_xscale("log")
-    ax.set_ylabel(label)
-    ax.grid(alpha=0.3)
-  for ax in axes[1]:
-    ax.set_xlabel("epoch")
+  for row in range(2):
+    for col in range(2):
+      ax = axes[row, col]
+      _epoch_axis(ax, last + (0.5 if row == 1 and last == 1 else 0))
+      ax.set_title(titles[row][col], fontsize=10)
   axes[0, 0].legend()
-  fig.suptitle("training dynamics, mean ± std over seeds")
+  fig.suptitle("learning curves: mean ± std over seeds (band / error bar)")
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def plot_per_seed(metrics: Mapping[str, Mapping[str, np.ndarray]], path: str | pathlib.Path) -> None:
+  """Per-seed distributions of the table's metrics: a box plot per variant with every seed as a dot.
+
+  The spread over seeds (§4.2: rewiring reduces it) is seen directly; metrics
+  that are the same for every model are left out.
+  """
+  plt = _pyplot()
+  shown = [m for m in METRICS if np.ptp(np.concatenate([np.asarray(v[m], float) for v in metrics.values()])) > 0]
+  fig, axes = plt.subplots(1, max(1, len(shown)), figsize=(3.6 * max(1, len(shown)), 4.2), squeeze=False)
+  rng = np.random.default_rng(0)  # horizontal jitter of the dots only
+  for ax, metric in zip(axes[0], shown, strict=False):
+    header, is_accuracy = METRICS[metric]
+    scale = 100.0 if is_accuracy else 1.0
+    data = [np.asarray(v[metric], float) * scale for v in metrics.values()]
+    ax.boxplot(data, showfliers=False, widths=0.5, medianprops={"color": "black"})
+    ax.set_xticks(range(1, len(data) + 1), list(metrics), rotation=20)
+    for i, values in enumerate(data, start=1):
+      ax.plot(i + rng.uniform(-0.12, 0.12, len(values)), values, "o", color=f"C{i - 1}", markersize=3, alpha=0.7)
+    ax.set_title(header + (" (%)" if is_accuracy else ""), fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+  fig.suptitle(f"per-seed values ({len(data[0]) if shown else 0} seeds per variant)")
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)
@@ -227,7 +321,7 @@ def plot_strength_vs_accuracy(results: Mapping[str, TrainResult], path: str | pa
   """Fig. 3: mean strength variance vs μ₄ of the initial models, coloured by selected test accuracy.
 
   The title gives the Pearson correlation (and p-value) of each statistic
-  with the test accuracy over all models.
+  with the test accuracy over all models: every seed of every variant.
   """
   from scipy import stats as sps
 
@@ -259,8 +353,9 @@ def plot_strength_vs_accuracy(results: Mapping[str, TrainResult], path: str | pa
     r_var = sps.pearsonr(variance, accuracy)
     r_fourth = sps.pearsonr(fourth, accuracy)
     ax.set_title(
-      f"σ²: r={r_var.statistic:.2f} ({format_p(r_var.pvalue)}); "
-      f"μ₄: r={r_fourth.statistic:.2f} ({format_p(r_fourth.pvalue)})",
+      f"Pearson r with test accuracy over all {len(accuracy)} models ({len(results)} variants × seeds):\n"
+      f"σ²(s): r={r_var.statistic:.2f} ({format_p(r_var.pvalue)}); "
+      f"μ₄(s): r={r_fourth.statistic:.2f} ({format_p(r_fourth.pvalue)})",
       fontsize=9,
     )
   fig.tight_layout()
@@ -288,9 +383,8 @@ def plot_gradients(results: Mapping[str, TrainResult], path: str | pathlib.Path)
         marker=".",
         label=f"{name} ({variant})",
       )
-  ax.set_xscale("log")
   ax.set_yscale("log")
-  ax.set_xlabel("epoch")
+  _epoch_axis(ax, mean.shape[0] + 0.5)
   ax.set_ylabel("mean |∇W|")
   ax.legend(fontsize=7)
   fig.tight_layout()

@@ -1,8 +1,9 @@
 """The jitted computations of training over a seed axis: init, epoch, evaluation.
 
-:func:`make_step_functions` builds them for one model and optimizer. One
-epoch is one ``lax.scan`` of training steps over the epoch's batches; an
-evaluation is a ``lax.scan`` over fixed-size batches of the evaluation set
+:func:`make_step_functions` builds them for one model and optimizer. An
+epoch runs as a few segments, each one ``lax.scan`` of training steps over a
+slice of the epoch's batches (so progress can be reported on completed work);
+an evaluation is a ``lax.scan`` over fixed-size batches of the evaluation set
 (:func:`eval_batches`). Every function takes and returns trees with a leading
 seed axis, mapped by :func:`~parewire_jax.experiments.seeds.over_seeds`, and
 the optimizer state travels as ``(per-seed leaves, step counts)`` (see
@@ -37,9 +38,9 @@ class StepFunctions(NamedTuple):
     init: ``(keys, x) -> (params, state, opt_state, counts, variance,
       fourth)``: the initial model of every seed, its optimizer state and
       step counts, and its kernels' mean strength variance and fourth moment.
-    epoch: ``(((params, state, opt_state), counts), x_train, y_train,
-      batch_indices) -> (carry, loss, acc, grad_abs)``: one epoch of training
-      steps and the per-seed records averaged over its steps.
+    segment: ``(((params, state, opt_state), counts), x_train, y_train,
+      batch_indices) -> (carry, loss, acc, grad_abs)``: one training step per
+      row of ``batch_indices`` and the per-seed records averaged over them.
     evaluate: ``(params, state, xs, ys, masks) -> (loss, acc)`` on
       :func:`eval_batches`.
     evaluated_params: ``(params, opt_state, counts) -> params`` to evaluate.
@@ -47,7 +48,7 @@ class StepFunctions(NamedTuple):
   """
 
   init: Callable
-  epoch: Callable
+  segment: Callable
   evaluate: Callable
   evaluated_params: Callable
   layer_names: tuple[str, ...]
@@ -133,14 +134,14 @@ def make_step_functions(
   train_step = over_seeds(train_step_one, seeds_per_vmap, shared_output=True)
 
   @jax.jit
-  def epoch(carry, x_train, y_train, batch_indices):
+  def segment(carry, x_train, y_train, batch_indices):
     def body(carry, idx):
       per_seed, counts = carry
       (per_seed, records), counts = train_step(per_seed, ((x_train[idx], y_train[idx]), counts))
       return (per_seed, counts), records
 
     carry, (loss, acc, grad_abs) = jax.lax.scan(body, carry, batch_indices)
-    # Per-step records averaged over the epoch; seed axis first.
+    # Per-step records averaged over the segment; seed axis first.
     return carry, loss.mean(0), acc.mean(0), grad_abs.mean(0)
 
   def eval_one(variables, batch):
@@ -173,10 +174,7 @@ def make_step_functions(
       )
     )
   else:
-
-    def evaluated_params(params, opt_state, counts):
-      del opt_state, counts
-      return params
+    evaluated_params = jax.jit(lambda params, opt_state, counts: params)
 
   init = jax.jit(jax.vmap(init_one, in_axes=(0, None), out_axes=(0, 0, 0, None, 0, 0)))
-  return StepFunctions(init, epoch, evaluate, evaluated_params, tuple(kernels(one_seed["params"])))
+  return StepFunctions(init, segment, evaluate, evaluated_params, tuple(kernels(one_seed["params"])))

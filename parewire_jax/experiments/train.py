@@ -28,55 +28,13 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import Array
 
-from parewire_jax._checks import check_choice, check_int
 from parewire_jax.experiments.data import Dataset
-from parewire_jax.experiments.optimizers import OPTIMIZERS, make_optimizer
+from parewire_jax.experiments.optimizers import make_optimizer
 from parewire_jax.experiments.seeds import seed_keys
+from parewire_jax.experiments.settings import TrainConfig, check_train_config
 from parewire_jax.experiments.steps import eval_batches, make_step_functions
-
-
-class TrainConfig(NamedTuple):
-  """Training hyper-parameters; the defaults are §4.1's simple schedule.
-
-  Attributes:
-    epochs: planned epochs; the cosine schedule reaches 0 after the last one.
-    batch_size: training batch size; the last incomplete batch of every
-      (shuffled) epoch is dropped so all batches have one shape.
-    learning_rate: initial learning rate of the cosine schedule.
-    momentum: SGD momentum (PyTorch's heavy ball, as ``optax.sgd``); unused
-      by the Adam optimizers.
-    data_seed: seed of the shuffling, shared by all init seeds.
-    seeds_per_chunk: seeds trained at once (``None``: all of them); bounds
-      memory, each chunk is a separate training run on the host.
-    seeds_per_vmap: within a chunk, seeds vectorized together by ``vmap``
-      (``None``: the whole chunk); smaller groups run one after the other
-      (``lax.map(..., batch_size=seeds_per_vmap)``), which on a CPU is
-      often faster than one wide ``vmap``. Results do not depend on it beyond
-      float rounding.
-    eval_batch_size: batch size of the evaluations.
-    track_gradients: record the mean |gradient| of every kernel per epoch
-      (Fig. 5).
-    optimizer: one of
-      :data:`~parewire_jax.experiments.optimizers.OPTIMIZERS`: ``"sgd"`` (§4.1), ``"adam"``
-      (``optax.adam``, default betas), or ``"laperm_adam"``
-      (``laperm(optax.adam(schedule), sync_period)``: every kernel is
-      permuted, biases and norms follow Adam). All use the cosine schedule.
-    sync_period: LaPerm's sync period ``k`` in steps (LaPerm §4); used only by
-      ``"laperm_adam"``.
-  """
-
-  epochs: int = 100
-  batch_size: int = 128
-  learning_rate: float = 0.01
-  momentum: float = 0.9
-  data_seed: int = 0
-  seeds_per_chunk: int | None = None
-  seeds_per_vmap: int | None = None
-  eval_batch_size: int = 1000
-  track_gradients: bool = False
-  optimizer: str = "sgd"
-  sync_period: int = 20
 
 
 class TrainResult(NamedTuple):
@@ -84,17 +42,25 @@ class TrainResult(NamedTuple):
 
   Attributes:
     seeds: the init seeds, shape ``(S,)``.
-    train_loss, train_acc: running mean over the epoch's batches, as seen
-      during training, shape ``(S, E)``.
-    val_loss, val_acc, test_loss, test_acc: evaluations after every epoch,
-      shape ``(S, E)``.
-    grad_abs: mean |gradient| of every kernel averaged over the epoch's steps,
+    train_loss: mean training loss over the epoch's steps, as seen during
+      training, shape ``(S, E)``.
+    train_acc: the same for the training accuracy.
+    val_loss: validation loss after every epoch, shape ``(S, E)``.
+    val_acc: validation accuracy after every epoch.
+    test_loss: test loss after every epoch.
+    test_acc: test accuracy after every epoch.
+    grad_abs: mean ``|gradient|`` of every kernel averaged over the epoch's steps,
       shape ``(S, E, L)``, or ``None`` when not tracked.
     layer_names: the ``L`` kernels, as parameter paths.
     init_mean_variance: strength variance (mean of input and output) averaged
       over the kernels of the initial model, shape ``(S,)`` (Fig. 3's x-axis).
     init_mean_fourth_moment: the same for the fourth central moment μ₄(s)
       (Fig. 3's y-axis).
+    train_curve_loss: the training curve within epochs: mean training loss
+      over each of the ``R`` equal segments of every epoch
+      (``TrainConfig.segments_per_epoch``), shape ``(S, E, R)``; its mean over
+      the last axis is ``train_loss``.
+    train_curve_acc: the same for the training accuracy.
   """
 
   seeds: np.ndarray
@@ -108,23 +74,26 @@ class TrainResult(NamedTuple):
   layer_names: tuple[str, ...]
   init_mean_variance: np.ndarray
   init_mean_fourth_moment: np.ndarray
+  train_curve_loss: np.ndarray
+  train_curve_acc: np.ndarray
 
 
-def check_config(config: TrainConfig, num_train: int | None = None) -> None:
-  """Raises ValueError for settings that cannot be trained (on ``num_train`` examples, when given)."""
-  check_int(config.epochs, "epochs")
-  check_int(config.batch_size, "batch_size")
-  check_int(config.eval_batch_size, "eval_batch_size")
-  check_int(config.seeds_per_chunk, "seeds_per_chunk", allow_none=True)
-  check_int(config.seeds_per_vmap, "seeds_per_vmap", allow_none=True)
-  if not (config.learning_rate > 0 and np.isfinite(config.learning_rate)):
-    raise ValueError(f"learning_rate must be a finite number > 0, got {config.learning_rate!r}.")
-  if not 0 <= config.momentum < 1:
-    raise ValueError(f"momentum must be in [0, 1), got {config.momentum!r}.")
-  check_choice(config.optimizer, OPTIMIZERS, "optimizer")
-  check_int(config.sync_period, "sync_period")
-  if num_train is not None and config.batch_size > num_train:
-    raise ValueError(f"batch_size ({config.batch_size}) exceeds the {num_train} training examples; lower batch_size.")
+def segments_per_epoch(steps_per_epoch: int, requested: int) -> int:
+  """The largest divisor of ``steps_per_epoch`` that is at most ``requested``: equal segments, one compiled scan.
+
+  >>> segments_per_epoch(390, 10), segments_per_epoch(7, 10), segments_per_epoch(8, 3)
+  (10, 7, 2)
+  """
+  return max(d for d in range(1, min(requested, steps_per_epoch) + 1) if steps_per_epoch % d == 0)
+
+
+_EVALUATIONS = ("val_loss", "val_acc", "test_loss", "test_acc")
+
+
+def steps_of(config: TrainConfig, dataset: Dataset, num_seeds: int) -> int:
+  """The training steps :func:`train_seeds` reports through ``progress`` for ``num_seeds`` seeds (all chunks)."""
+  chunks = -(-num_seeds // (config.seeds_per_chunk or num_seeds))
+  return chunks * config.epochs * (len(dataset.x_train) // config.batch_size)
 
 
 def epoch_batches(data_seed: int, epoch: int, num_train: int, batch_size: int) -> np.ndarray:
@@ -141,6 +110,7 @@ def train_seeds(
   config: TrainConfig = TrainConfig(),  # noqa: B008 (a NamedTuple, immutable)
   *,
   progress: Callable[[int], Any] | None = None,
+  compiled: Callable[[], Any] | None = None,
   inspect: Callable[[list[int], int, Any], Any] | None = None,
   load_chunk: Callable[[list[int]], TrainResult | None] | None = None,
   save_chunk: Callable[..., Any] | None = None,
@@ -155,7 +125,13 @@ def train_seeds(
     seeds: init seeds; seed ``s`` initializes with ``jax.random.key(s)``.
     config: hyper-parameters; the data order depends only on
       ``config.data_seed``.
-    progress: called with 1 after every trained epoch of every chunk.
+    progress: called as ``progress(n)`` each time ``n`` more training steps
+      of a chunk have *completed* (their records are computed, not only
+      dispatched): after every segment of an epoch, and with a whole chunk's
+      steps for a chunk ``load_chunk`` returns.
+    compiled: called once a chunk's step functions are compiled and its
+      models initialized, right before its first training step (a progress
+      bar can leave compilation out of its rate).
     inspect: called after every evaluation as ``inspect(chunk_seeds, epoch,
       params)``: the chunk's init seeds, the 0-based epoch and the evaluated
       parameters (a leading axis with one row per seed of ``chunk_seeds``;
@@ -185,10 +161,12 @@ def train_seeds(
   if not seeds:
     raise ValueError("seeds must name at least one init seed.")
   num_train = len(dataset.x_train)
-  check_config(config, num_train)
-  tx = make_optimizer(config, num_train // config.batch_size)
+  check_train_config(config, num_train)
+  steps_per_epoch = num_train // config.batch_size
+  segments = segments_per_epoch(steps_per_epoch, config.segments_per_epoch)
+  tx = make_optimizer(config, steps_per_epoch)
   x_train, y_train = jnp.asarray(dataset.x_train), jnp.asarray(dataset.y_train)
-  init, epoch, evaluate, evaluated_params, layer_names = make_step_functions(
+  fns = make_step_functions(
     model,
     tx,
     x_train[:1],
@@ -196,14 +174,15 @@ def train_seeds(
     track_gradients=config.track_gradients,
     laperm_evaluation=config.optimizer == "laperm_adam",
   )
-
   val = eval_batches(dataset.x_val, dataset.y_val, config.eval_batch_size)
   test = eval_batches(dataset.x_test, dataset.y_test, config.eval_batch_size)
-  batches = [
-    jnp.asarray(epoch_batches(config.data_seed, e, num_train, config.batch_size)) for e in range(config.epochs)
-  ]
+
+  def epoch_segments(e: int) -> Array:
+    indices = epoch_batches(config.data_seed, e, num_train, config.batch_size)
+    return jnp.asarray(indices.reshape(segments, steps_per_epoch // segments, config.batch_size))
 
   chunk = config.seeds_per_chunk or len(seeds)
+  compiled_ahead = False  # for the first trained chunk; every chunk has the same shapes
   results: list[TrainResult] = []
   for start in range(0, len(seeds), chunk):
     chunk_seeds = seeds[start : start + chunk]
@@ -218,39 +197,53 @@ def train_seeds(
         )
       results.append(saved)
       if progress is not None:
-        progress(config.epochs)
+        progress(config.epochs * steps_per_epoch)
       continue
     started = time.perf_counter()
     keep = len(chunk_seeds)  # rows of the chunk's own seeds; the padding follows
     padded = chunk_seeds + [chunk_seeds[-1]] * (chunk - keep)
-    params, state, opt_state, counts, variance, fourth = init(seed_keys(padded), x_train[:1])
-    record: dict[str, list] = {
-      k: [] for k in ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "grad_abs")
-    }
+    params, state, opt_state, counts, variance, fourth = fns.init(seed_keys(padded), x_train[:1])
+    carry = ((params, state, opt_state), counts)
+    if not compiled_ahead:  # jit reuses these executables; compiling now keeps it out of the training time
+      fns.segment.lower(carry, x_train, y_train, epoch_segments(0)[0]).compile()
+      for data in (val, test):
+        fns.evaluate.lower(params, state, *data).compile()
+      fns.evaluated_params.lower(params, opt_state, counts).compile()
+      compiled_ahead = True
+    jax.block_until_ready(carry)
+    if compiled is not None:
+      compiled()
+    record: dict[str, list] = {k: [] for k in ("train_curve_loss", "train_curve_acc", "grad_abs", *_EVALUATIONS)}
     for e in range(config.epochs):
-      ((params, state, opt_state), counts), loss, acc, grad_abs = epoch(
-        ((params, state, opt_state), counts), x_train, y_train, batches[e]
-      )
-      record["train_loss"].append(loss)
-      record["train_acc"].append(acc)
-      record["grad_abs"].append(grad_abs)
-      evaluated = evaluated_params(params, opt_state, counts)
+      losses, accuracies, grads = [], [], []
+      for indices in epoch_segments(e):
+        carry, loss, acc, grad_abs = fns.segment(carry, x_train, y_train, indices)
+        losses.append(jax.block_until_ready(loss))  # progress counts completed steps, not dispatched ones
+        accuracies.append(acc)
+        grads.append(grad_abs)
+        if progress is not None:
+          progress(len(indices))
+      record["train_curve_loss"].append(jnp.stack(losses, axis=1))
+      record["train_curve_acc"].append(jnp.stack(accuracies, axis=1))
+      record["grad_abs"].append(jnp.mean(jnp.stack(grads), axis=0))
+      (params, state, opt_state), counts = carry
+      evaluated = fns.evaluated_params(params, opt_state, counts)
       for split, data in (("val", val), ("test", test)):
-        split_loss, split_acc = evaluate(evaluated, state, *data)
+        split_loss, split_acc = fns.evaluate(evaluated, state, *data)
         record[f"{split}_loss"].append(split_loss)
         record[f"{split}_acc"].append(split_acc)
       if inspect is not None:
         inspect(chunk_seeds, e, jax.tree.map(operator.itemgetter(slice(keep)), evaluated))
-      if progress is not None:
-        progress(1)
     curves = {k: np.stack([np.asarray(v) for v in vals], axis=1)[:keep] for k, vals in record.items()}
     grad_abs = curves.pop("grad_abs") if config.track_gradients else None
     curves.pop("grad_abs", None)
     results.append(
       TrainResult(
         seeds=np.asarray(chunk_seeds),
+        train_loss=curves["train_curve_loss"].mean(axis=2),
+        train_acc=curves["train_curve_acc"].mean(axis=2),
         grad_abs=grad_abs,
-        layer_names=layer_names,
+        layer_names=fns.layer_names,
         init_mean_variance=np.asarray(variance)[:keep],
         init_mean_fourth_moment=np.asarray(fourth)[:keep],
         **curves,
