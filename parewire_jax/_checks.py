@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 import numpy as np
 
@@ -23,6 +23,10 @@ PASSES: tuple[Pass, ...] = ("in", "out")
 T = TypeVar("T")
 
 
+@overload
+def check_int(value: Any, name: str, *, minimum: int = 1, allow_none: Literal[False] = False) -> int: ...
+@overload
+def check_int(value: Any, name: str, *, minimum: int = 1, allow_none: bool) -> int | None: ...
 def check_int(value: Any, name: str, *, minimum: int = 1, allow_none: bool = False) -> int | None:
   """``value`` as an ``int >= minimum`` (``None`` passes when ``allow_none``); bools are refused.
 
@@ -47,9 +51,9 @@ def check_scalar_int(value: Any, name: str, *, minimum: int = 1) -> None:
   A traced value (e.g. injected by ``optax.inject_hyperparams``) cannot be
   checked at trace time and passes.
   """
-  import jax
+  from jax.core import Tracer
 
-  if isinstance(value, jax.core.Tracer):
+  if isinstance(value, Tracer):
     return
   array = np.asarray(value)
   if (
@@ -140,7 +144,7 @@ def as_typed_key(key: Any, name: str = "key") -> Array:
       return key
   elif isinstance(key, (jax.Array, np.ndarray)) and key.dtype == jnp.uint32 and key.ndim == 1:
     try:
-      return jax.random.wrap_key_data(key)  # e.g. jax.random.PRNGKey(0)
+      return jax.random.wrap_key_data(jnp.asarray(key))  # e.g. jax.random.PRNGKey(0)
     except (TypeError, ValueError):
       pass  # not the default implementation's key shape
   raise ValueError(
@@ -161,10 +165,13 @@ def _is_axis_spec(spec: Any) -> bool:
   )
 
 
-def check_axes(spec: Any, name: str, *, allow_none: bool = False, allow_callable: bool = False) -> None:
-  """An int or a sequence of ints (or ``None`` / a callable where allowed); ranges are checked later."""
+def check_axes(spec: Any, name: str, *, allow_none: bool = False, allow_callable: bool = False) -> Any:
+  """``spec`` if it is an int or a sequence of ints (or ``None`` / a callable where allowed).
+
+  Ranges are checked later, against the array's rank.
+  """
   if (allow_callable and callable(spec)) or _is_axis_spec(spec) or (allow_none and spec is None):
-    return
+    return spec
   expected = (
     ["None"] * allow_none + ["an int", "a sequence of ints"] + ["a callable (path, leaf) -> axes"] * allow_callable
   )

@@ -200,9 +200,9 @@ def laperm(
 
     is_sync = count % jnp.asarray(sync_period) == 0
     new_updates, new_inner_state = lax.cond(is_sync, synchronise, lambda: (inner_updates, inner_state))
-    return new_updates, LaPermState(count, new_inner_state, state.sorted_init)
+    return new_updates, LaPermState(jnp.asarray(count), new_inner_state, state.sorted_init)
 
-  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)  # pyright: ignore[reportArgumentType]
 
 
 def _apply_one(p: Array, u: Array) -> Array:

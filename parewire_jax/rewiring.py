@@ -71,7 +71,7 @@ def _keeping_explicit_sharding(fn: Callable[[Array, Array], Array], key: Array, 
   sharding = explicit_sharding(x)
   if sharding is None:
     return fn(key, x)
-  return jax.sharding.auto_axes(fn, out_sharding=sharding)(key, x)
+  return jax.sharding.auto_axes(fn, out_sharding=sharding)(key, x)  # pyright: ignore[reportCallIssue]
 
 
 def _rewire_rows(key: Array, rows: Array, dtype: jnp.dtype, offset: float) -> Array:

@@ -54,13 +54,13 @@ def is_weight_matrix(path: KeyPath, leaf: Any) -> bool:
   return is_floating_array(path, leaf) and len(leaf.shape) >= 2
 
 
-def check_where(where: Any) -> Where:
+def check_where(where: Where | None) -> Where:
   """``where`` itself if it is callable, :func:`is_weight_matrix` for ``None``."""
   if where is None:
     return is_weight_matrix
   if not callable(where):
     raise ValueError(f"where must be None or a callable (path, leaf) -> bool, got {where!r}.")
-  return where
+  return where  # its results are checked to be bools where they are used (select)
 
 
 def select(tree: Any, where: Where | None = None, *, eligible: Where = is_weight_matrix) -> Any:

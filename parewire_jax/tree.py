@@ -83,8 +83,8 @@ def _leaf_layout(path: KeyPath, leaf, out_axis, batch_axis) -> MatrixLayout:
   name = jax.tree_util.keystr(path)
   out = out_axis(path, leaf) if callable(out_axis) else out_axis
   batch = batch_axis(path, leaf) if callable(batch_axis) else batch_axis
-  check_axes(out, f"out_axis for leaf {name}")
-  check_axes(batch, f"batch_axis for leaf {name}", allow_none=True)
+  out = check_axes(out, f"out_axis for leaf {name}")
+  batch = check_axes(batch, f"batch_axis for leaf {name}", allow_none=True)
   try:
     return matrix_layout(leaf.shape, out, () if batch is None else batch)
   except ValueError as e:

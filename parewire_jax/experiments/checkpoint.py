@@ -37,7 +37,8 @@ def dataset_digest(dataset: Dataset) -> str:
   for field in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"):
     array = np.ascontiguousarray(getattr(dataset, field))
     digest.update(f"{field}{array.dtype.str}{array.shape}".encode())
-    digest.update(memoryview(array).cast("B"))
+    # The raw bytes in C order, without a copy (NumPy's stubs lack the buffer protocol hashlib reads).
+    digest.update(array.reshape(-1).view(np.uint8))  # pyright: ignore[reportArgumentType]
   digest.update(str(dataset.num_classes).encode())
   return digest.hexdigest()
 
@@ -132,7 +133,7 @@ class ChunkStore:
 
   def save(self, variant: str, chunk: TrainResult, *, seconds: float) -> None:
     """Writes ``chunk`` (one chunk's :class:`TrainResult`, trained in ``seconds``) atomically."""
-    path = self.path(variant, chunk.seeds)
+    path = self.path(variant, np.asarray(chunk.seeds).tolist())
     path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {name: np.asarray(getattr(chunk, name)) for name in _ARRAYS}
     if chunk.grad_abs is not None:
@@ -144,7 +145,7 @@ class ChunkStore:
         fingerprint=np.array(json.dumps(self.fingerprint, sort_keys=True)),
         layer_names=np.array(chunk.layer_names, dtype=str),
         seconds=np.array(seconds),
-        **arrays,
+        **arrays,  # pyright: ignore[reportArgumentType]  (no array is named allow_pickle)
       )
     os.replace(partial, path)
     self.seconds[variant] = self.seconds.get(variant, 0.0) + seconds

@@ -80,7 +80,7 @@ def training_fingerprint(config: CompareConfig, dataset: Dataset) -> dict[str, A
     "jax": jax.__version__,
     "backend": jax.default_backend(),
     "device_kind": jax.devices()[0].device_kind,
-    "x64": bool(jax.config.jax_enable_x64),
+    "x64": bool(jax.config.read("jax_enable_x64")),
   }
   return {
     "train": train,

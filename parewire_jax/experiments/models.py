@@ -59,10 +59,13 @@ def kaiming_truncated_normal(dtype: DTypeLike = jnp.float32) -> Initializer:
   True
   """
 
-  def init(key: Array, shape: Sequence[int], dtype: DTypeLike = dtype, out_sharding: Any = None) -> Array:
+  default_dtype = dtype
+
+  def init(key: Array, shape: Sequence[int], dtype: DTypeLike | None = None, out_sharding: Any = None) -> Array:
     del out_sharding  # single-device experiments
     std = math.sqrt(2.0 / _fan_in(shape)) / _TRUNC3_STD
-    return (jax.random.truncated_normal(key, -3.0, 3.0, shape, jnp.float32) * std).astype(dtype)
+    draw = jax.random.truncated_normal(key, -3.0, 3.0, shape, jnp.float32) * std
+    return draw.astype(default_dtype if dtype is None else dtype)
 
   return init
 
@@ -205,7 +208,8 @@ class BasicBlock(nn.Module):
       return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)
 
     def conv(f: int, k: tuple[int, int], s: int) -> nn.Module:
-      return nn.Conv(f, k, (s, s), padding=[(k[0] // 2,) * 2] * 2, use_bias=False, kernel_init=self.kernel_init)
+      pad = (k[0] // 2, k[0] // 2)
+      return nn.Conv(f, k, (s, s), padding=[pad, pad], use_bias=False, kernel_init=self.kernel_init)
 
     y = nn.relu(norm()(conv(self.features, (3, 3), self.strides)(x)))
     y = norm()(conv(self.features, (3, 3), 1)(y))

@@ -7,6 +7,7 @@ cosine annealing of the paper's "simple schedule".
 
 from __future__ import annotations
 
+import jax.numpy as jnp
 import optax
 
 from parewire_jax._checks import check_choice
@@ -25,7 +26,7 @@ def epoch_cosine_schedule(learning_rate: float, epochs: int, steps_per_epoch: in
   [0.01, 0.01, 0.005, 0.005]
   """
   per_epoch = optax.cosine_decay_schedule(learning_rate, decay_steps=epochs)
-  return lambda step: per_epoch(step // steps_per_epoch)
+  return lambda step: per_epoch(jnp.asarray(step) // steps_per_epoch)
 
 
 def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> optax.GradientTransformation:

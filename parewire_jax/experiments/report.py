@@ -157,9 +157,10 @@ def markdown_table(report: MetricReport, base: str = "base") -> str:
     cells = [variant]
     for metric in metrics:
       s = summary[metric]
-      cells.append(_cell(s.mean, s.std, 100.0 if METRICS[metric][1] else 1.0, tests and tests[metric].ttest))
+      p = tests[metric].ttest if tests else None
+      cells.append(_cell(s.mean, s.std, 100.0 if METRICS[metric][1] else 1.0, p))
     s = summary["test_acc"]
-    cells.append(_cell(s.median, s.mad, 100.0, tests and tests["test_acc"].kruskal))
+    cells.append(_cell(s.median, s.mad, 100.0, tests["test_acc"].kruskal if tests else None))
     lines.append("| " + " | ".join(cells) + " |")
   return "\n".join(lines) + _omitted_note(report)
 
@@ -188,8 +189,8 @@ def to_jsonable(x: Any) -> Any:
     return None if math.isnan(float(x)) else float(x)
   if isinstance(x, np.integer):
     return int(x)
-  if isinstance(x, tuple) and hasattr(x, "_asdict"):
-    return {k: to_jsonable(v) for k, v in x._asdict().items()}
+  if isinstance(x, tuple) and hasattr(x, "_asdict"):  # a NamedTuple
+    return {k: to_jsonable(v) for k, v in x._asdict().items()}  # pyright: ignore[reportAttributeAccessIssue]
   if isinstance(x, Mapping):
     return {str(k): to_jsonable(v) for k, v in x.items()}
   if isinstance(x, (list, tuple)):
@@ -354,8 +355,8 @@ def plot_strength_vs_accuracy(results: Mapping[str, TrainResult], path: str | pa
     r_fourth = sps.pearsonr(fourth, accuracy)
     ax.set_title(
       f"Pearson r with test accuracy over all {len(accuracy)} models ({len(results)} variants × seeds):\n"
-      f"σ²(s): r={r_var.statistic:.2f} ({format_p(r_var.pvalue)}); "
-      f"μ₄(s): r={r_fourth.statistic:.2f} ({format_p(r_fourth.pvalue)})",
+      f"σ²(s): r={r_var[0]:.2f} ({format_p(r_var[1])}); "  # pyright: ignore[reportArgumentType]
+      f"μ₄(s): r={r_fourth[0]:.2f} ({format_p(r_fourth[1])})",  # pyright: ignore[reportArgumentType]
       fontsize=9,
     )
   fig.tight_layout()

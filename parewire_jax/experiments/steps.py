@@ -66,7 +66,7 @@ def eval_batches(x: np.ndarray, y: np.ndarray, batch_size: int) -> tuple[Array, 
   return (jnp.asarray(x.reshape(shape + x.shape[1:])), jnp.asarray(y.reshape(shape)), jnp.asarray(mask.reshape(shape)))
 
 
-def _apply(model: nn.Module, params: Any, state: dict, x: Array, train: bool) -> tuple[Array, dict]:
+def _apply(model: nn.Module, params: Any, state: dict, x: Array, train: bool) -> tuple[Any, dict]:
   variables = {"params": params, **state}
   if train and state:
     logits, new_state = model.apply(variables, x, train=True, mutable=list(state))

@@ -234,7 +234,9 @@ def train_seeds(
         record[f"{split}_acc"].append(split_acc)
       if inspect is not None:
         inspect(chunk_seeds, e, jax.tree.map(operator.itemgetter(slice(keep)), evaluated))
-    curves = {k: np.stack([np.asarray(v) for v in vals], axis=1)[:keep] for k, vals in record.items()}
+    curves: dict[str, np.ndarray] = {
+      k: np.stack([np.asarray(v) for v in vals], axis=1)[:keep] for k, vals in record.items()
+    }
     grad_abs = curves.pop("grad_abs") if config.track_gradients else None
     curves.pop("grad_abs", None)
     results.append(
@@ -261,8 +263,10 @@ def concatenate_results(results: Sequence[TrainResult]) -> TrainResult:
   if len({r.grad_abs is None for r in results}) != 1:
     raise ValueError("results must all have grad_abs, or all not have it.")
   joined = {
-    field: None if getattr(results[0], field) is None else np.concatenate([getattr(r, field) for r in results])
+    field: np.concatenate([getattr(r, field) for r in results])
     for field in TrainResult._fields
-    if field != "layer_names"
+    if field not in ("layer_names", "grad_abs")
   }
-  return TrainResult(layer_names=results[0].layer_names, **joined)
+  grads = [r.grad_abs for r in results if r.grad_abs is not None]
+  grad_abs = np.concatenate(grads) if grads else None
+  return TrainResult(layer_names=results[0].layer_names, grad_abs=grad_abs, **joined)
