@@ -33,6 +33,17 @@ def assert_bit_permutation(actual, expected) -> None:
   np.testing.assert_array_equal(bits_multiset(a), bits_multiset(e))
 
 
+def enable_x64(new_val: bool = True):
+  """``jax.enable_x64`` (jax >= 0.8), or ``jax.experimental.enable_x64`` on the older jax the floors allow."""
+  import jax
+
+  if hasattr(jax, "enable_x64"):
+    return jax.enable_x64(new_val)
+  from jax.experimental import enable_x64 as experimental_enable_x64
+
+  return experimental_enable_x64(new_val)
+
+
 @pytest.fixture
 def assert_permutation():
   return assert_bit_permutation
