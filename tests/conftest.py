@@ -44,6 +44,15 @@ def enable_x64(new_val: bool = True):
   return experimental_enable_x64(new_val)
 
 
+def set_mesh(mesh):
+  """``jax.set_mesh`` (jax >= 0.7.1), or ``jax.sharding.use_mesh`` on jax 0.7.0, the floor: the context manager."""
+  import jax
+
+  if hasattr(jax, "set_mesh"):
+    return jax.set_mesh(mesh)
+  return jax.sharding.use_mesh(mesh)
+
+
 @pytest.fixture
 def assert_permutation():
   return assert_bit_permutation
