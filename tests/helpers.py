@@ -11,6 +11,22 @@ import jax
 import numpy as np
 
 
+def enable_x64(new_val: bool = True):
+  """``jax.enable_x64`` (jax >= 0.8), or ``jax.experimental.enable_x64`` on the older jax the floors allow."""
+  if hasattr(jax, "enable_x64"):
+    return jax.enable_x64(new_val)
+  from jax.experimental import enable_x64 as experimental_enable_x64
+
+  return experimental_enable_x64(new_val)
+
+
+def set_mesh(mesh):
+  """``jax.set_mesh`` (jax >= 0.7.1), or ``jax.sharding.use_mesh`` on jax 0.7.0, the floor: the context manager."""
+  if hasattr(jax, "set_mesh"):
+    return jax.set_mesh(mesh)
+  return jax.sharding.use_mesh(mesh)
+
+
 def bits(x) -> np.ndarray:
   """``x``'s raw bit patterns as unsigned integers of the same width and shape."""
   a = np.asarray(x)

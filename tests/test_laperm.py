@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from helpers import assert_bits_equal, assert_columnwise_permutation, bits
+from helpers import assert_bits_equal, assert_columnwise_permutation, bits, enable_x64
 from hypothesis import given, settings, strategies as st
 
 import parewire_jax as pw
@@ -388,6 +388,11 @@ def test_multisteps():
       ref_state = ref_state._replace(inner_opt_state=laperm_state.inner_state)
 
 
+@pytest.mark.skipif(
+  jax.__version_info__ < (0, 7, 1),
+  reason="jax 0.7.0's XLA:CPU rounds the vmapped Adam update of a plain (not LaPerm) leaf 1 ulp away from the "
+  "unbatched one (the LaPerm leaves match bit for bit)",
+)
 def test_vmap_over_seeds_matches_single_runs():
   inner = optax.adam(3e-2)
   opt = pw.laperm(inner, 2)
@@ -456,7 +461,7 @@ def test_project_matches_oracle(shape, dtype, seed):
 
 
 def test_project_float64_ranks_at_full_precision():
-  with jax.enable_x64(True):
+  with enable_x64(True):
     w0 = jnp.array([[1.0, 5.0], [1.0 + 2**-45, 3.0], [2.0, 1.0]], jnp.float64)
     # Distinct in float64, all equal in float32: the ranking must not round them.
     reference = jnp.array([[1.0 + 2**-50, 1.0], [1.0, 0.0], [1.0 + 2**-52, 2.0]], jnp.float64)

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from absl.testing import parameterized
-from helpers import assert_bit_permutation
+from helpers import assert_bit_permutation, enable_x64
 from hypothesis import given, settings, strategies as st
 from oracle import pa_rewire_oracle
 from scipy import stats
@@ -66,7 +66,7 @@ def test_rewire_any_rank_and_axes_is_bit_exact_permutation(shape, dtype, data):
 
 
 def test_float64_under_x64():
-  with jax.enable_x64(True):
+  with enable_x64(True):
     w = jax.random.normal(jax.random.key(0), (50, 30), jnp.float64)
     r = pw.pa_rewire(jax.random.key(1), w)
     assert r.dtype == jnp.float64
@@ -221,6 +221,11 @@ def test_strength_variance_falls_by_an_order_of_magnitude_at_1024(base_init):
 
 
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="other backends may round log/Gumbel differently")
+@pytest.mark.skipif(
+  jax.__version_info__ < (0, 8, 2),
+  reason="the digests assume jax>=0.8.2's jax.random.normal draw of the input; older jax draws other values "
+  "(the rewiring of a given matrix is bit-identical there)",
+)
 @pytest.mark.parametrize(
   "dtype, passes, digest",
   [

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import assert_bit_permutation, assert_bits_equal, bits
+from helpers import assert_bit_permutation, assert_bits_equal, bits, enable_x64
 from hypothesis import given, settings, strategies as st
 from jax.nn import initializers as jinit
 from oracle import pa_rewire_oracle
@@ -163,14 +163,14 @@ def test_float32_results_do_not_depend_on_x64():
   w = jax.random.normal(jax.random.key(0), (2, 20, 14))
   key = jax.random.key(1)
   without = pw.rewire(key, w, batch_axis=0)
-  with jax.enable_x64(True):
+  with enable_x64(True):
     with_x64 = pw.rewire(key, w, batch_axis=0)
   assert with_x64.dtype == jnp.float32
   assert_bits_equal(with_x64, without)
 
 
 def test_float64_initializer_with_batch_axis_under_x64():
-  with jax.enable_x64(True):
+  with enable_x64(True):
     base = jinit.he_normal(batch_axis=0)
     key, shape = jax.random.key(2), (3, 16, 10)
     w = pw.rewired(base, batch_axis=0)(key, shape, jnp.float64)

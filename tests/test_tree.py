@@ -165,6 +165,17 @@ def _count_traces(monkeypatch):
   return calls
 
 
+def _jaxprs_in_params(params):
+  """``jax.extend.core.jaxprs_in_params`` (public from jax 0.10); the same walk on the older jax the floors allow."""
+  if hasattr(jax.extend.core, "jaxprs_in_params"):
+    return list(jax.extend.core.jaxprs_in_params(params))
+  core = jax.extend.core
+  values = [v for value in params.values() for v in (value if isinstance(value, tuple) else (value,))]
+  return [
+    v.jaxpr if isinstance(v, core.ClosedJaxpr) else v for v in values if isinstance(v, (core.Jaxpr, core.ClosedJaxpr))
+  ]
+
+
 def _scans(jaxpr) -> int:
   """Top-level lax.scans (not those nested in a scan's body, e.g. in searchsorted)."""
   count = 0
@@ -172,7 +183,7 @@ def _scans(jaxpr) -> int:
     if eqn.primitive.name == "scan":
       count += 1
     else:
-      count += sum(_scans(sub) for sub in jax.extend.core.jaxprs_in_params(eqn.params))
+      count += sum(_scans(sub) for sub in _jaxprs_in_params(eqn.params))
   return count
 
 
