@@ -119,7 +119,7 @@ def laperm(
   The sync is a ``lax.cond`` on the step count. Under ``jax.vmap`` over seeds
   keep the count unbatched (every seed takes the same steps): with a batched
   count the cond becomes a select that computes the sync (a sort of every
-  weight vector) at every step. :mod:`parewire_jax.experiments.seeds` shows one way to do it.
+  weight vector) at every step. ``parewire_jax.experiments.seeds`` shows one way to do it.
 
   Args:
     inner: the inner optimizer ``Opt`` (the paper uses Adam). Extra arguments

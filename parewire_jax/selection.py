@@ -6,7 +6,7 @@ diagnostics, the experiments) selects its leaves the same way:
 
     a leaf is selected  ⇔  ``where(path, leaf)``  and  the operation can act on it
 
-``where=None`` means :func:`is_weight_matrix`. What an operation can act on is
+``where=None`` means :func:`~parewire_jax.is_weight_matrix`. What an operation can act on is
 its *eligibility*: a weight matrix (a floating array with ``ndim >= 2``) for
 rewiring, LaPerm, pruning and ranking distances; any floating array for
 :func:`parewire_jax.weight_deviation`. So ``where`` only ever narrows, and can

@@ -2,8 +2,8 @@
 
 Scabini, De Baets & Bruno, arXiv:2207.08148, §4.1 (setup) to §4.4; and the
 LaPerm-against-Adam demonstration (Qiu & Suda 2020, §5.1). Public names are
-imported on first use, as in :mod:`parewire_jax`; :mod:`.settings` (names,
-configurations and their checks) imports no JAX.
+imported on first use, as in :mod:`parewire_jax`; ``parewire_jax.experiments.settings``
+(names, configurations and their checks) imports no JAX.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ _EXPORTS = {
   "run_compare": "compare",
   "run_strength": "compare",
   "Dataset": "data",
+  "MissingDatasetError": "data",
+  "DownloadError": "downloads",
   "default_data_dir": "data",
   "load_dataset": "data",
   "LaPermResult": "laperm_demo",
@@ -60,8 +62,12 @@ if TYPE_CHECKING:  # what static tools see (`X as X` re-exports); tests/test_pac
   )
   from parewire_jax.experiments.data import (
     Dataset as Dataset,
+    MissingDatasetError as MissingDatasetError,
     default_data_dir as default_data_dir,
     load_dataset as load_dataset,
+  )
+  from parewire_jax.experiments.downloads import (
+    DownloadError as DownloadError,
   )
   from parewire_jax.experiments.laperm_demo import (
     LaPermResult as LaPermResult,

@@ -66,9 +66,12 @@ class ChunkStore:
 
   ``load`` and ``save`` take the variant first; bind it with
   ``functools.partial`` to get ``train_seeds``' ``load_chunk`` and
-  ``save_chunk``. :attr:`seconds` sums the training time of each variant's
-  chunks, the resumed ones included (as measured when they were trained), and
-  :attr:`resumed` lists the seeds of every chunk loaded instead of trained.
+  ``save_chunk``.
+
+  Attributes:
+    seconds: variant -> the training time of its chunks, the resumed ones
+      included (as measured when they were trained).
+    resumed: variant -> the seeds of every chunk loaded instead of trained.
 
   >>> import tempfile
   >>> from parewire_jax.experiments.train import TrainResult

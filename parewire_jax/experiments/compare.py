@@ -146,6 +146,11 @@ def run_compare(
 
   Returns:
     A :class:`CompareResult`.
+
+  >>> config = CompareConfig(dataset="digits", seeds=3, limit_train=256, batch_size=64, mlp_hidden=(16,))
+  >>> outcome = run_compare(config)
+  >>> sorted(outcome.metrics), outcome.metrics["rewired"]["epoch1_val_acc"].shape
+  (['base', 'rewired'], (3,))
   """
   config = config._replace(variants=tuple(config.variants), mlp_hidden=tuple(config.mlp_hidden))
   check_compare_config(config)

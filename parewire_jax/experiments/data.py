@@ -45,6 +45,10 @@ class Dataset(NamedTuple):
 
   Images are float32 of shape ``(N, H, W, C)`` in [0, 1]; labels are int32 in
   ``[0, num_classes)``.
+
+  >>> ds = load_dataset("digits")
+  >>> ds.x_train.shape, ds.x_train.dtype, ds.num_classes
+  ((1077, 8, 8, 1), dtype('float32'), 10)
   """
 
   name: str
@@ -67,7 +71,11 @@ _DIGITS_TEST_SIZE = 360
 
 
 def default_data_dir() -> pathlib.Path:
-  """``$PAREWIRE_DATA`` if set, else ``~/.cache/parewire_jax``."""
+  """``$PAREWIRE_DATA`` if set, else ``~/.cache/parewire_jax``.
+
+  >>> default_data_dir().name in ("parewire_jax", pathlib.Path(os.environ.get("PAREWIRE_DATA", "x")).name)
+  True
+  """
   env = os.environ.get(DATA_DIR_ENV)
   if env:
     return pathlib.Path(env).expanduser()
@@ -106,8 +114,13 @@ def _local_file(directory: pathlib.Path, gz_name: str) -> pathlib.Path | None:
 class MissingDatasetError(FileNotFoundError):
   """A dataset is not on this machine and downloading was switched off.
 
-  The message says how to get it; :meth:`advice` phrases the same for a
-  Python caller or for the command line.
+  The message says how to get it; ``advice(command_line=...)`` phrases the
+  same for a Python caller or for the command line.
+
+  >>> import pathlib
+  >>> error = MissingDatasetError("fashion_mnist", pathlib.Path("/data/fashion_mnist"))
+  >>> "download=True" in str(error), "drop --no-download" in error.advice(command_line=True)
+  (True, True)
   """
 
   def __init__(self, name: str, directory: pathlib.Path):
@@ -228,8 +241,8 @@ def load_dataset(
     name: one of :data:`DATASETS`.
     data_dir: directory holding ``<name>/`` subdirectories with the files;
       defaults to :func:`default_data_dir`.
-    download: fetch missing files (see
-      :data:`~parewire_jax.experiments.downloads.SOURCES`) into
+    download: fetch missing files from the published mirrors
+      (``parewire_jax.experiments.downloads.SOURCES``) into
       ``<data_dir>/<name>/``; if False a missing dataset raises
       :class:`MissingDatasetError` (a ``FileNotFoundError``) saying how to get it.
     val_seed: seeds the permutation that picks the validation examples
@@ -242,8 +255,7 @@ def load_dataset(
 
   Raises:
     MissingDatasetError: the dataset is missing and ``download`` is False.
-    parewire_jax.experiments.downloads.DownloadError: a missing file could not
-      be downloaded from any mirror.
+    DownloadError: a missing file could not be downloaded from any mirror.
     ValueError: an argument is invalid, or a file is corrupt or truncated.
 
   >>> ds = load_dataset("digits", limit_train=100)

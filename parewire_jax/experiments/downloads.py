@@ -40,7 +40,13 @@ class Source(NamedTuple):
 
 
 class DownloadError(OSError):
-  """Every mirror failed to deliver a file that matches its checksum and parses."""
+  """Every mirror failed to deliver a file that matches its checksum and parses.
+
+  Nothing is cached then; the message names every mirror's failure.
+
+  >>> issubclass(DownloadError, OSError)
+  True
+  """
 
 
 # The MD5s are the ones published with the datasets (and used by torchvision).

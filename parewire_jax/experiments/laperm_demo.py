@@ -56,7 +56,7 @@ class LaPermResult(NamedTuple):
   Attributes:
     config: the run.
     results: arm (``"adam"``, ``"laperm_adam"``) -> per-seed records.
-    metrics: arm -> metric of :data:`report.METRICS` -> per-seed values.
+    metrics: arm -> metric of the table -> per-seed values.
     report: summaries of every arm and tests of LaPerm against Adam.
     epoch_tests: per epoch (0-based), the paired comparison of the validation
       accuracies (LaPerm − Adam).
@@ -68,6 +68,9 @@ class LaPermResult(NamedTuple):
     deviation: arm -> kernel path -> ``WeightDeviation`` of per-seed arrays,
       final evaluated kernels against initial ones.
     table: the markdown report.
+
+  >>> LaPermResult._fields[:2]
+  ('config', 'results')
   """
 
   config: LaPermConfig
@@ -202,6 +205,11 @@ def run_laperm(
 
   Returns:
     A :class:`LaPermResult`.
+
+  >>> config = LaPermConfig(dataset="digits", seeds=2, epochs=1, limit_train=300, batch_size=30, sync_period=5)
+  >>> outcome = run_laperm(config)
+  >>> int(outcome.exact_columns["laperm_adam"][0]) == outcome.columns_per_epoch
+  True
 
   Raises:
     RuntimeError: if a LaPerm-evaluated weight vector is not a bit-exact

@@ -75,7 +75,7 @@ def base_initializer(name: str) -> Initializer:
 
   ``kaiming_normal`` and ``kaiming_uniform`` are PyTorch's ``kaiming_*_``
   defaults (fan-in, ReLU gain √2: variance 2/fan_in); ``truncated_normal`` is
-  :func:`kaiming_truncated_normal`; ``orthogonal`` has gain 1 and treats a
+  ``kaiming_truncated_normal``; ``orthogonal`` has gain 1 and treats a
   convolution kernel as the matrix (kh·kw·c_in, c_out).
 
   >>> import jax
