@@ -61,7 +61,8 @@ def _install_cell_problems(source: str) -> list[str]:
 
   The cell must assign a ``git+`` URL to ``PAREWIRE_SOURCE`` and then be
   ``try: import parewire_jax`` / ``except ImportError: %pip install ...``
-  installing ``parewire-jax @ {PAREWIRE_SOURCE}``. IPython's own transformer
+  installing ``parewire-jax[experiments] @ {PAREWIRE_SOURCE}`` (the notebooks
+  use Flax, SciPy and Matplotlib). IPython's own transformer
   turns the ``%pip`` magic into Python first, so the check reads the cell the
   way the kernel runs it.
   """
@@ -105,8 +106,10 @@ def _install_cell_problems(source: str) -> list[str]:
     for call in magic_calls
     if len(call.args) > 1 and isinstance(call.args[1], ast.Constant) and isinstance(call.args[1].value, str)
   ]
-  if not any(re.search(r"install\b.*parewire-jax @ \{PAREWIRE_SOURCE\}", line) for line in install_lines):
-    problems.append('the except branch must run `%pip install ... "parewire-jax @ {PAREWIRE_SOURCE}"`')
+  if not any(
+    re.search(r"install\b.*parewire-jax\[experiments\] @ \{PAREWIRE_SOURCE\}", line) for line in install_lines
+  ):
+    problems.append('the except branch must run `%pip install ... "parewire-jax[experiments] @ {PAREWIRE_SOURCE}"`')
   return problems
 
 
@@ -119,8 +122,13 @@ def test_notebooks_exist():
   [
     (
       'URL = "x"\nPAREWIRE_SOURCE = "git+https://example.org/r"\ntry:\n    import parewire_jax\n'
-      'except ImportError:\n    %pip install -q "parewire-jax @ {PAREWIRE_SOURCE}"',
+      'except ImportError:\n    %pip install -q "parewire-jax[experiments] @ {PAREWIRE_SOURCE}"',
       True,
+    ),
+    (
+      'PAREWIRE_SOURCE = "git+https://example.org/r"\ntry:\n    import parewire_jax\n'
+      'except ImportError:\n    %pip install -q "parewire-jax @ {PAREWIRE_SOURCE}"',
+      False,
     ),
     ('PAREWIRE_SOURCE = "git+https://example.org/r"\n%pip install -q "parewire-jax @ {PAREWIRE_SOURCE}"', False),
     (
@@ -143,7 +151,15 @@ def test_notebooks_exist():
       False,
     ),
   ],
-  ids=["pattern", "no-try", "except-installs-nothing", "not-git-url", "imports-another-package", "catches-exception"],
+  ids=[
+    "pattern",
+    "without-the-experiments-extra",
+    "no-try",
+    "except-installs-nothing",
+    "not-git-url",
+    "imports-another-package",
+    "catches-exception",
+  ],
 )
 def test_install_cell_check(source, ok):
   """The install-cell check accepts the pattern and rejects near misses."""
