@@ -1,4 +1,4 @@
-"""Shared test set-up (helpers shared by the test modules live in tests/helpers.py).
+"""Shared test set-up: 8 virtual CPU devices and one XLA compilation cache (helpers live in tests/helpers.py).
 
 The sharding tests (tests/test_sharding.py) need 8 devices; on the CPU that
 means XLA's virtual host devices, which must be requested before the first
@@ -16,3 +16,19 @@ _FLAG = "--xla_force_host_platform_device_count"
 
 if _FLAG not in os.environ.get("XLA_FLAGS", ""):
   os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_FLAG}={SHARDING_TEST_DEVICES}".strip()
+
+# One compilation cache for the whole session, shared by the pytest-xdist workers and the notebook kernels
+# they start (all inherit this environment): many tests build the same computations anew (fresh closures,
+# a fresh model per variant, the same tiny training runs), and XLA compiles dominate the suite's time. The
+# cache is new for every session, so no result can come from an older build; set JAX_COMPILATION_CACHE_DIR
+# to choose another (or an empty string to switch it off).
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+  import atexit
+  import shutil
+  import tempfile
+
+  _CACHE_DIR = tempfile.mkdtemp(prefix="parewire-jax-tests-xla-cache-")
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = _CACHE_DIR
+  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+  atexit.register(shutil.rmtree, _CACHE_DIR, ignore_errors=True)  # by the process that made it

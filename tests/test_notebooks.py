@@ -209,3 +209,31 @@ def test_executes_in_quick_mode(path):
     f"{path.name}: the install cell printed {install_outputs}; its except branch must not run "
     "where parewire_jax is importable"
   )
+
+
+def _names_used(path: Path) -> tuple[list[tuple[str, str]], list[str]]:
+  """The notebook's ``from parewire_jax... import name`` pairs and its ``pw.<name>`` attributes, read statically."""
+  imports, attributes = [], []
+  for cell in _code_cells(_read(path)):
+    module = ast.parse(TransformerManager().transform_cell(cell.source))
+    for node in ast.walk(module):
+      if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("parewire_jax"):
+        imports += [(node.module, alias.name) for alias in node.names]
+      elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "pw":
+        attributes.append(node.attr)
+  return imports, attributes
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_names_the_notebook_uses_exist(path):
+  """Every cell parses and every parewire_jax name a notebook imports or reads exists (cheap, without running it)."""
+  import importlib
+
+  import parewire_jax as pw
+
+  imports, attributes = _names_used(path)
+  assert imports or attributes, f"{path.name} uses nothing from parewire_jax"
+  for module, name in imports:
+    assert hasattr(importlib.import_module(module), name), f"{path.name}: from {module} import {name}"
+  for name in attributes:
+    assert hasattr(pw, name), f"{path.name}: pw.{name}"
