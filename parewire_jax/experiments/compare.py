@@ -210,32 +210,14 @@ def write_compare_outputs(outcome: CompareResult, dataset: Dataset, out_dir: str
   config = outcome.config
   payload: dict[str, Any] = {
     "config": config._asdict(),
-    "dataset": {
-      "name": dataset.name,
-      "num_train": len(dataset.x_train),
-      "num_val": len(dataset.x_val),
-      "num_test": len(dataset.x_test),
-      "num_classes": dataset.num_classes,
-    },
+    "dataset": report_lib.dataset_record(dataset),
     "jax": {"version": jax.__version__, "backend": jax.default_backend()},
     "train_seconds": outcome.train_seconds,
     "resumed_chunks": outcome.resumed,
     "variants": {
       variant: {
         "per_seed": {"seeds": result.seeds, **outcome.metrics[variant]},
-        "curves": {
-          k: getattr(result, k)
-          for k in (
-            "train_loss",
-            "train_acc",
-            "val_loss",
-            "val_acc",
-            "test_loss",
-            "test_acc",
-            "train_curve_loss",
-            "train_curve_acc",
-          )
-        },
+        "curves": report_lib.curves_record(result),
         "grad_abs": result.grad_abs,
         "layer_names": result.layer_names,
         "init_mean_variance": result.init_mean_variance,

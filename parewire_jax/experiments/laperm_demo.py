@@ -298,20 +298,12 @@ def write_laperm_outputs(outcome: LaPermResult, dataset: Dataset, out_dir: str |
   out.mkdir(parents=True, exist_ok=True)
   payload: dict[str, Any] = {
     "config": outcome.config._asdict(),
-    "dataset": {
-      "name": dataset.name,
-      "num_train": len(dataset.x_train),
-      "num_val": len(dataset.x_val),
-      "num_test": len(dataset.x_test),
-      "num_classes": dataset.num_classes,
-    },
+    "dataset": report_lib.dataset_record(dataset),
     "jax": {"version": jax.__version__, "backend": jax.default_backend()},
     "arms": {
       arm: {
         "per_seed": {"seeds": result.seeds, **outcome.metrics[arm]},
-        "curves": {
-          k: getattr(result, k) for k in ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
-        },
+        "curves": report_lib.curves_record(result),
         "summary": outcome.report.summaries[arm],
         "vs_adam": outcome.report.comparisons.get(arm),
         "exact_permutation_columns": outcome.exact_columns[arm],

@@ -181,6 +181,35 @@ def paired_table(report: MetricReport) -> str:
   return "\n".join(lines)
 
 
+def dataset_record(dataset: Any) -> dict[str, Any]:
+  """What ``results.json`` says of the data a run trained on."""
+  return {
+    "name": dataset.name,
+    "num_train": len(dataset.x_train),
+    "num_val": len(dataset.x_val),
+    "num_test": len(dataset.x_test),
+    "num_classes": dataset.num_classes,
+  }
+
+
+# The per-seed curves every results.json holds, (seeds, epochs) and (seeds, epochs, segments).
+CURVES = (
+  "train_loss",
+  "train_acc",
+  "val_loss",
+  "val_acc",
+  "test_loss",
+  "test_acc",
+  "train_curve_loss",
+  "train_curve_acc",
+)
+
+
+def curves_record(result: TrainResult) -> dict[str, np.ndarray]:
+  """The per-seed curves of ``result`` by name, for ``results.json``."""
+  return {name: getattr(result, name) for name in CURVES}
+
+
 def to_jsonable(x: Any) -> Any:
   """NumPy arrays and scalars, NamedTuples and mappings to JSON types (nan -> null)."""
   if isinstance(x, np.ndarray):

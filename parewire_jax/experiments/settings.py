@@ -124,20 +124,18 @@ def train_size(dataset: str, limit_train: int | None) -> int:
   return full if limit_train is None else min(full, limit_train)
 
 
-def _check_run(
-  dataset: str, model: str, init: str, seeds: int, first_seed: int, limit_train: int | None, mlp_hidden, why: str
-) -> None:
-  """The checks ``compare`` and ``laperm`` share."""
-  check_choice(dataset, DATASETS, "dataset")
-  check_choice(model, MODELS, "model")
-  check_choice(init, INITIALIZERS, "init")
+def _check_run(config: CompareConfig | LaPermConfig, why_two_seeds: str) -> None:
+  """The checks ``compare`` and ``laperm`` share (their configurations name these fields alike)."""
+  check_choice(config.dataset, DATASETS, "dataset")
+  check_choice(config.model, MODELS, "model")
+  check_choice(config.init, INITIALIZERS, "init")
   try:
-    check_int(seeds, "seeds", minimum=2)
+    check_int(config.seeds, "seeds", minimum=2)
   except ValueError as error:
-    raise ValueError(f"{error} {why}") from None
-  check_int(first_seed, "first_seed", minimum=0)
-  check_int(limit_train, "limit_train", allow_none=True)
-  check_mlp_hidden(mlp_hidden)
+    raise ValueError(f"{error} {why_two_seeds}") from None
+  check_int(config.first_seed, "first_seed", minimum=0)
+  check_int(config.limit_train, "limit_train", allow_none=True)
+  check_mlp_hidden(config.mlp_hidden)
 
 
 class CompareConfig(NamedTuple):
@@ -189,16 +187,7 @@ def check_compare_config(config: CompareConfig) -> None:
   Whether a batch fits the data is checked against the data itself
   (:func:`check_batch_size` with :func:`train_size` for a named dataset).
   """
-  _check_run(
-    config.dataset,
-    config.model,
-    config.init,
-    config.seeds,
-    config.first_seed,
-    config.limit_train,
-    config.mlp_hidden,
-    "The statistical tests need two samples.",
-  )
+  _check_run(config, "The statistical tests need two samples.")
   variants = tuple(config.variants)
   unknown = [v for v in variants if v not in VARIANTS]
   if unknown:
@@ -257,16 +246,7 @@ class LaPermConfig(NamedTuple):
 def check_laperm_config(config: LaPermConfig) -> None:
   """Raises ValueError naming the first impossible setting of ``config``, before any data is loaded (as
   :func:`check_compare_config`)."""
-  _check_run(
-    config.dataset,
-    config.model,
-    config.init,
-    config.seeds,
-    config.first_seed,
-    config.limit_train,
-    config.mlp_hidden,
-    "The paired tests need two samples.",
-  )
+  _check_run(config, "The paired tests need two samples.")
   check_train_config(config.train_config(ARMS[-1]))
 
 
