@@ -111,14 +111,6 @@ def test_unknown_names_are_value_errors():
 # ---------------------------------------------------------------------------------------------- models
 
 
-def test_patch_conv_equals_flax_conv():
-  x = jax.random.normal(jax.random.key(0), (2, 9, 9, 3))
-  patch = models.PatchConv(4, (5, 5), jax.nn.initializers.lecun_normal())
-  params = patch.init(jax.random.key(1), x)
-  conv = nn.Conv(4, (5, 5), padding="VALID")
-  np.testing.assert_allclose(patch.apply(params, x), conv.apply(params, x), rtol=1e-5, atol=1e-5)
-
-
 def test_lenet_and_resnet_shapes():
   lenet = models.build_model("lenet", 10, models.base_initializer("kaiming_normal"))
   params = jax.eval_shape(lenet.init, jax.random.key(0), jnp.zeros((1, 28, 28, 1)))["params"]
