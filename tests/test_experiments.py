@@ -244,12 +244,44 @@ def test_summarize_and_compare_match_scipy():
   assert c.kruskal == sps.kruskal(variant, base).pvalue
   assert c.paired_ttest == sps.ttest_rel(variant, base).pvalue
   assert c.wilcoxon == sps.wilcoxon(variant, base).pvalue
+  assert c.levene == sps.levene(variant, base, center="median").pvalue
   assert c.mean_difference == pytest.approx(np.mean(variant - base))
+
+
+def test_spread_test_is_brown_forsythe():
+  # Brown–Forsythe by hand: a one-way ANOVA of |x - median(x)| between the two samples (its F has 1 and n - 2
+  # degrees of freedom), which is what scipy's levene(center="median") computes.
+  rng = np.random.default_rng(2)
+  base = np.concatenate([rng.normal(0.96, 0.01, 17), [0.88, 0.90, 0.93]])  # a few slow seeds: skewed, wide
+  variant = rng.normal(0.973, 0.003, 20)
+  c = stats.compare(base, variant)
+  deviations = [np.abs(x - np.median(x)) for x in (variant, base)]
+  assert c.levene == pytest.approx(sps.f_oneway(*deviations).pvalue, rel=1e-12)
+  assert (
+    c.levene < 0.05 and sps.levene(variant, base, center="mean").pvalue < c.levene
+  )  # the mean-centred test is bolder
+  # equal spreads are not rejected, and the test is symmetric in its samples
+  same = stats.compare(rng.normal(0, 1, 40), rng.normal(5, 1, 40))
+  assert same.levene > 0.05
+  assert stats.compare(variant, base).levene == c.levene
+
+
+def test_paired_table_reports_the_spread():
+  rng = np.random.default_rng(3)
+  base = {m: rng.normal(0.9, 0.02, 10) for m in report.METRICS}
+  narrow = {m: base[m] + 0.01 + rng.normal(0, 0.002, 10) for m in report.METRICS}
+  analysis = report.analyze({"base": base, "rewired": narrow})
+  rows = [line for line in report.paired_table(analysis).splitlines() if line.startswith("| rewired")]
+  assert len(rows) == len(report.METRICS)
+  for line, metric in zip(rows, report.METRICS, strict=True):
+    ratio = np.std(narrow[metric], ddof=1) / np.std(base[metric], ddof=1)
+    p = sps.levene(narrow[metric], base[metric], center="median").pvalue
+    assert line.split("|")[-2].strip() == f"{ratio:.2f}× (p={p:.3g})"
 
 
 def test_degenerate_statistics_are_nan_not_errors():
   c = stats.compare([1.0, 1.0, 1.0], [1.0, 1.0, 1.0])
-  assert math.isnan(c.ttest) and math.isnan(c.kruskal) and math.isnan(c.paired_ttest)
+  assert math.isnan(c.ttest) and math.isnan(c.kruskal) and math.isnan(c.paired_ttest) and math.isnan(c.levene)
   with pytest.raises(ValueError, match="at least 2"):
     stats.summarize([1.0])
   with pytest.raises(ValueError, match="same seeds"):
@@ -286,7 +318,7 @@ def test_compare_end_to_end(tiny, tmp_path):
 
   rows = {
     line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
-    for line in (tmp_path / "table.md").read_text().splitlines()
+    for line in (tmp_path / "table.md").read_text().split("paired by seed")[0].splitlines()
     if line.startswith("| ")
     and line.split("|")[1].strip() in config.variants
     and "pp" not in line

@@ -229,7 +229,7 @@ def run_compare(
     f"{config.dataset} / {config.model} / {config.init}: {config.seeds} seeds, {config.epochs} epoch(s); "
     f"p: {test} t-test (mean) and Kruskal–Wallis (median) vs base\n\n"
     + report_lib.markdown_table(analysis)
-    + "\n\npaired by seed (variant − base):\n\n"
+    + "\n\npaired by seed (variant − base), and the spread over seeds (std ratio, Brown–Forsythe test):\n\n"
     + report_lib.paired_table(analysis)
   )
   outcome = CompareResult(config, results, metrics, analysis, table, seconds, {} if store is None else store.resumed)
