@@ -43,6 +43,7 @@ from jax import Array, lax
 Initializer = jax.nn.initializers.Initializer
 
 LENET_MIN_IMAGE_SIZE = 16  # 16 → conv 12 → pool 6 → conv 2 → pool 1
+FORWARD_CHUNK = 128  # images per chunk of an evaluation's convolutions, the training batch of §4.1
 
 
 def _check_image_size(x: Array) -> None:
@@ -87,7 +88,11 @@ def conv_valid(x: Array, kernel: Array, shared_input: bool = False) -> Array:
   Equal to ``nn.Conv(N, (k, k), padding="VALID", use_bias=False)`` up to
   float summation order, with the activations' axes moved. Its gradient is
   hand-written: a matrix product for each operand and, for the images, the
-  patches folded back (:func:`_fold_patches`).
+  patches folded back (:func:`_fold_patches`). Without a gradient
+  (evaluation), batches larger than :data:`FORWARD_CHUNK` images are
+  convolved chunk by chunk, so that the patches of a large evaluation batch
+  for many seeds at once (25× the images for the second convolution) are
+  never in memory at once.
 
   Args:
     x: images ``(C, H, W, B)``.
@@ -96,7 +101,14 @@ def conv_valid(x: Array, kernel: Array, shared_input: bool = False) -> Array:
       leaves unbatched; only decides how the kernel's gradient is laid out
       for XLA:CPU (one product for all seeds), not its value.
   """
-  return _conv_forward(x, kernel, shared_input)[0]
+  c, h, w, b = x.shape
+  if b <= FORWARD_CHUNK:
+    return _conv_forward(x, kernel, shared_input)[0]
+  chunks = -(-b // FORWARD_CHUNK)
+  x = jnp.pad(x, ((0, 0), (0, 0), (0, 0), (0, chunks * FORWARD_CHUNK - b)))
+  x = jnp.moveaxis(x.reshape(c, h, w, chunks, FORWARD_CHUNK), 3, 0)
+  y = lax.map(lambda part: _conv_forward(part, kernel, shared_input)[0], x)  # (chunks, N, H', W', chunk)
+  return jnp.moveaxis(y, 0, 3).reshape(*y.shape[1:4], -1)[..., :b]
 
 
 def _conv_forward(x: Array, kernel: Array, shared_input: bool) -> tuple[Array, tuple[Array, Array]]:
