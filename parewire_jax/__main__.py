@@ -14,6 +14,11 @@ from parewire_jax.experiments import models as models_lib
 from parewire_jax.experiments.data import DATASETS
 
 
+def _limit(text: str) -> int | None:
+  """A ``--limit-*`` value: a count, or ``all`` for no limit."""
+  return None if text == "all" else int(text)
+
+
 def _add_run_arguments(parser: argparse.ArgumentParser, defaults, *, seeds_help: str) -> None:
   """The options shared by ``compare`` and ``laperm``: data, model, seeds, schedule length, chunking."""
   parser.add_argument("--dataset", default=defaults.dataset, choices=DATASETS)
@@ -23,7 +28,12 @@ def _add_run_arguments(parser: argparse.ArgumentParser, defaults, *, seeds_help:
   parser.add_argument("--first-seed", type=int, default=defaults.first_seed)
   parser.add_argument("--epochs", type=int, default=defaults.epochs, help="(default: %(default)s)")
   parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="(default: %(default)s)")
-  parser.add_argument("--limit-train", type=int, default=None, help="use only this many training examples")
+  parser.add_argument(
+    "--limit-train",
+    type=_limit,
+    default=defaults.limit_train,
+    help="use only this many training examples, or all (default: %(default)s)",
+  )
   parser.add_argument(
     "--data-seed", type=int, default=defaults.data_seed, help="seed of the data order, shared by all models"
   )
@@ -64,6 +74,18 @@ def _parser() -> argparse.ArgumentParser:
     "--lr", type=float, default=d.learning_rate, help="initial cosine learning rate (default: %(default)s)"
   )
   c.add_argument("--momentum", type=float, default=d.momentum)
+  c.add_argument(
+    "--limit-eval",
+    type=_limit,
+    default=d.limit_eval,
+    help="use only this many validation and test examples each, or all (default: %(default)s)",
+  )
+  c.add_argument(
+    "--standardize",
+    action=argparse.BooleanOptionalAction,
+    default=d.standardize,
+    help="standardize images per channel with the training split's mean and std (default: %(default)s)",
+  )
   c.add_argument("--num-draws", type=int, default=d.num_draws, help="candidates of min_sv/max_sv")
   c.add_argument("--mlp-hidden", type=int, nargs="+", default=list(d.mlp_hidden), help="MLP hidden widths")
   c.add_argument("--student", action="store_true", help="Student's instead of Welch's t-test")
@@ -138,6 +160,8 @@ def _compare(args: argparse.Namespace) -> None:
     learning_rate=args.lr,
     momentum=args.momentum,
     limit_train=args.limit_train,
+    limit_eval=args.limit_eval,
+    standardize=args.standardize,
     data_seed=args.data_seed,
     seeds_per_chunk=args.seeds_per_chunk,
     seeds_per_vmap=args.seeds_per_vmap,

@@ -437,6 +437,8 @@ def test_cli_compare_on_digits(tmp_path, capsys):
       "compare",
       "--dataset",
       "digits",
+      "--model",
+      "mlp",
       "--seeds",
       "2",
       "--epochs",
@@ -445,6 +447,9 @@ def test_cli_compare_on_digits(tmp_path, capsys):
       "8",
       "--limit-train",
       "300",
+      "--limit-eval",
+      "100",
+      "--no-standardize",
       "--variants",
       "base",
       "max_sv",
@@ -455,8 +460,15 @@ def test_cli_compare_on_digits(tmp_path, capsys):
     ]
   )
   out = capsys.readouterr().out
-  assert "| base |" in out and "| max_sv |" in out and "Wilcoxon" in out
-  assert json.loads((tmp_path / "results.json").read_text())["dataset"]["num_train"] == 300
+  assert "| base |" in out and "| max_sv |" in out and "Wilcoxon" in out and "Brown–Forsythe" in out
+  saved = json.loads((tmp_path / "results.json").read_text())
+  assert (saved["dataset"]["num_train"], saved["dataset"]["num_val"], saved["dataset"]["num_test"]) == (300, 100, 100)
+  assert saved["config"]["standardize"] is False and "levene" in saved["variants"]["max_sv"]["vs_base"]["test_acc"]
+  main(["compare", "--dataset", "digits", "--model", "mlp", "--seeds", "2", "--limit-train", "all", "--limit-eval",
+        "all", "--standardize", "--variants", "base", "rewired", "--out", str(tmp_path)])  # fmt: skip
+  saved = json.loads((tmp_path / "results.json").read_text())
+  assert saved["config"]["limit_train"] is None and saved["config"]["limit_eval"] is None
+  assert saved["config"]["standardize"] is True and saved["dataset"]["num_train"] == 1797 - 2 * 360
 
 
 def test_cli_strength(tmp_path, capsys):

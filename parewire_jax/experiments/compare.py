@@ -50,6 +50,8 @@ class CompareConfig(NamedTuple):
   learning_rate: float = 0.01
   momentum: float = 0.9
   limit_train: int | None = None
+  limit_eval: int | None = None
+  standardize: bool = False
   data_seed: int = 0
   seeds_per_chunk: int | None = None
   seeds_per_vmap: int | None = None
@@ -108,6 +110,8 @@ def training_fingerprint(config: CompareConfig, dataset: Dataset) -> dict[str, A
     "num_draws": config.num_draws,
     "mlp_hidden": list(config.mlp_hidden),
     "limit_train": config.limit_train,
+    "limit_eval": config.limit_eval,
+    "standardize": config.standardize,
     "data_digest": dataset_digest(dataset),
     "environment": environment,
   }
@@ -130,6 +134,7 @@ def check_compare_config(config: CompareConfig) -> None:
     raise ValueError(f"{error} The statistical tests need two samples.") from None
   check_int(config.first_seed, "first_seed", minimum=0)
   check_int(config.limit_train, "limit_train", allow_none=True)
+  check_int(config.limit_eval, "limit_eval", allow_none=True)
   check_int(config.num_draws, "num_draws")
   models_lib.check_mlp_hidden(config.mlp_hidden)
   check_config(config.train_config())  # the trainer's checks, before any data is loaded
@@ -169,7 +174,8 @@ def run_compare(
     config: the run; see :class:`CompareConfig`.
     dataset: a ready :class:`~parewire_jax.experiments.data.Dataset`; when
       ``None`` it is loaded with ``load_dataset(config.dataset, data_dir=...,
-      download=..., limit_train=config.limit_train)``.
+      download=..., limit_train=config.limit_train, limit_eval=config.limit_eval,
+      standardize=config.standardize)``; a dataset passed in is used as it is.
     data_dir, download: passed to ``load_dataset``.
     out_dir: when given, receives ``results.json`` (config, per-seed curves
       and metrics, summaries, tests), ``table.md`` and the plots
@@ -191,7 +197,14 @@ def run_compare(
   if resume and out_dir is None:
     raise ValueError("resume=True needs out_dir: the directory whose chunks/ a previous run saved.")
   if dataset is None:
-    dataset = load_dataset(config.dataset, data_dir=data_dir, download=download, limit_train=config.limit_train)
+    dataset = load_dataset(
+      config.dataset,
+      data_dir=data_dir,
+      download=download,
+      limit_train=config.limit_train,
+      limit_eval=config.limit_eval,
+      standardize=config.standardize,
+    )
   base_model = build(config, "base", dataset.num_classes)  # fails now, not mid-run, on data the model can't take
   jax.eval_shape(lambda key: base_model.init(key, dataset.x_train[:1]), jax.random.key(0))
   train_config = config.train_config()
