@@ -17,6 +17,16 @@ from collections.abc import Sequence
 from parewire_jax.experiments import settings
 
 
+def _count_or_all(text: str) -> int | None:
+  """A ``--limit-*`` value: a count, or ``all`` (``None``: no limit)."""
+  if text == "all":
+    return None
+  try:
+    return int(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"expected a count or 'all', got {text!r}") from None
+
+
 def _add_run_arguments(
   parser: argparse.ArgumentParser, defaults: settings.CompareConfig | settings.LaPermConfig, *, what: str
 ) -> None:
@@ -50,10 +60,10 @@ def _add_run_arguments(
   )
   parser.add_argument(
     "--limit-train",
-    type=int,
+    type=_count_or_all,
     default=defaults.limit_train,
     metavar="N",
-    help="train on the first N training examples only (default: all)",
+    help="train on the first N training examples only, or all of them (default: %(default)s)",
   )
   parser.add_argument(
     "--data-seed",
@@ -125,6 +135,19 @@ def _parser() -> argparse.ArgumentParser:
     help="initial learning rate of the cosine schedule (default: %(default)s)",
   )
   c.add_argument("--momentum", type=float, default=d.momentum, help="SGD momentum (default: %(default)s)")
+  c.add_argument(
+    "--limit-eval",
+    type=_count_or_all,
+    default=d.limit_eval,
+    metavar="N",
+    help="evaluate on the first N validation and N test examples only, or all of them (default: %(default)s)",
+  )
+  c.add_argument(
+    "--standardize",
+    action=argparse.BooleanOptionalAction,
+    default=d.standardize,
+    help="standardize images per channel with the mean and std of the whole training split (default: %(default)s)",
+  )
   c.add_argument(
     "--num-draws", type=int, default=d.num_draws, help="candidates of the min_sv/max_sv searches (default: %(default)s)"
   )
@@ -212,6 +235,8 @@ def _compare_config(args: argparse.Namespace) -> settings.CompareConfig:
     learning_rate=args.lr,
     momentum=args.momentum,
     limit_train=args.limit_train,
+    limit_eval=args.limit_eval,
+    standardize=args.standardize,
     data_seed=args.data_seed,
     seeds_per_chunk=args.seeds_per_chunk,
     seeds_per_vmap=args.seeds_per_vmap,

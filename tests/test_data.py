@@ -393,6 +393,22 @@ def test_split_sizes_disjoint_and_seeded(tmp_path):
   assert len(load(limit_train=1000).y_train) == 45
 
 
+def test_limit_eval_and_standardize():
+  full = data.load_dataset("digits")
+  ds = data.load_dataset("digits", limit_train=200, limit_eval=50, standardize=True)
+  assert (len(ds.x_train), len(ds.x_val), len(ds.x_test)) == (200, 50, 50)
+  np.testing.assert_array_equal(ds.y_val, full.y_val[:50])
+  np.testing.assert_array_equal(ds.y_test, full.y_test[:50])
+  # statistics of the whole training split (before limit_train), applied to every split
+  mean, std = full.x_train.astype(np.float64).mean(), full.x_train.astype(np.float64).std()
+  for split in ("x_train", "x_val", "x_test"):
+    expected = (getattr(full, split)[: len(getattr(ds, split))] - mean) / std
+    assert getattr(ds, split).dtype == np.float32
+    np.testing.assert_allclose(getattr(ds, split), expected, rtol=1e-6, atol=1e-6)
+  with pytest.raises(ValueError, match="limit_eval"):
+    data.load_dataset("digits", limit_eval=0)
+
+
 def test_uncompressed_idx_files(tmp_path):
   fake = FakeIdx()
   directory = tmp_path / "fashion_mnist"

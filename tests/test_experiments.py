@@ -111,14 +111,6 @@ def test_unknown_names_are_value_errors():
 # ---------------------------------------------------------------------------------------------- models
 
 
-def test_patch_conv_equals_flax_conv():
-  x = jax.random.normal(jax.random.key(0), (2, 9, 9, 3))
-  patch = models.PatchConv(4, (5, 5), jax.nn.initializers.lecun_normal())
-  params = patch.init(jax.random.key(1), x)
-  conv = nn.Conv(4, (5, 5), padding="VALID")
-  np.testing.assert_allclose(patch.apply(params, x), conv.apply(params, x), rtol=1e-5, atol=1e-5)
-
-
 def test_lenet_and_resnet_shapes():
   lenet = models.build_model("lenet", 10, models.base_initializer("kaiming_normal"))
   params = jax.eval_shape(lenet.init, jax.random.key(0), jnp.zeros((1, 28, 28, 1)))["params"]
@@ -252,12 +244,44 @@ def test_summarize_and_compare_match_scipy():
   assert c.kruskal == sps.kruskal(variant, base).pvalue
   assert c.paired_ttest == sps.ttest_rel(variant, base).pvalue
   assert c.wilcoxon == sps.wilcoxon(variant, base).pvalue
+  assert c.levene == sps.levene(variant, base, center="median").pvalue
   assert c.mean_difference == pytest.approx(np.mean(variant - base))
+
+
+def test_spread_test_is_brown_forsythe():
+  # Brown–Forsythe by hand: a one-way ANOVA of |x - median(x)| between the two samples (its F has 1 and n - 2
+  # degrees of freedom), which is what scipy's levene(center="median") computes.
+  rng = np.random.default_rng(2)
+  base = np.concatenate([rng.normal(0.96, 0.01, 17), [0.88, 0.90, 0.93]])  # a few slow seeds: skewed, wide
+  variant = rng.normal(0.973, 0.003, 20)
+  c = stats.compare(base, variant)
+  deviations = [np.abs(x - np.median(x)) for x in (variant, base)]
+  assert c.levene == pytest.approx(sps.f_oneway(*deviations).pvalue, rel=1e-12)
+  assert (
+    c.levene < 0.05 and sps.levene(variant, base, center="mean").pvalue < c.levene
+  )  # the mean-centred test is bolder
+  # equal spreads are not rejected, and the test is symmetric in its samples
+  same = stats.compare(rng.normal(0, 1, 40), rng.normal(5, 1, 40))
+  assert same.levene > 0.05
+  assert stats.compare(variant, base).levene == c.levene
+
+
+def test_paired_table_reports_the_spread():
+  rng = np.random.default_rng(3)
+  base = {m: rng.normal(0.9, 0.02, 10) for m in report.METRICS}
+  narrow = {m: base[m] + 0.01 + rng.normal(0, 0.002, 10) for m in report.METRICS}
+  analysis = report.analyze({"base": base, "rewired": narrow})
+  rows = [line for line in report.paired_table(analysis).splitlines() if line.startswith("| rewired")]
+  assert len(rows) == len(report.METRICS)
+  for line, metric in zip(rows, report.METRICS, strict=True):
+    ratio = np.std(narrow[metric], ddof=1) / np.std(base[metric], ddof=1)
+    p = sps.levene(narrow[metric], base[metric], center="median").pvalue
+    assert line.split("|")[-2].strip() == f"{ratio:.2f}× (p={p:.3g})"
 
 
 def test_degenerate_statistics_are_nan_not_errors():
   c = stats.compare([1.0, 1.0, 1.0], [1.0, 1.0, 1.0])
-  assert math.isnan(c.ttest) and math.isnan(c.kruskal) and math.isnan(c.paired_ttest)
+  assert math.isnan(c.ttest) and math.isnan(c.kruskal) and math.isnan(c.paired_ttest) and math.isnan(c.levene)
   with pytest.raises(ValueError, match="at least 2"):
     stats.summarize([1.0])
   with pytest.raises(ValueError, match="same seeds"):
@@ -410,6 +434,8 @@ def test_cli_compare_on_digits(tmp_path, capsys):
       "compare",
       "--dataset",
       "digits",
+      "--model",
+      "mlp",
       "--seeds",
       "2",
       "--epochs",
@@ -418,6 +444,9 @@ def test_cli_compare_on_digits(tmp_path, capsys):
       "8",
       "--limit-train",
       "300",
+      "--limit-eval",
+      "100",
+      "--no-standardize",
       "--variants",
       "base",
       "max_sv",
@@ -428,8 +457,15 @@ def test_cli_compare_on_digits(tmp_path, capsys):
     ]
   )
   out = capsys.readouterr().out
-  assert "| base |" in out and "| max_sv |" in out and "Wilcoxon" in out
-  assert json.loads((tmp_path / "results.json").read_text())["dataset"]["num_train"] == 300
+  assert "| base |" in out and "| max_sv |" in out and "Wilcoxon" in out and "Brown–Forsythe" in out
+  saved = json.loads((tmp_path / "results.json").read_text())
+  assert (saved["dataset"]["num_train"], saved["dataset"]["num_val"], saved["dataset"]["num_test"]) == (300, 100, 100)
+  assert saved["config"]["standardize"] is False and "levene" in saved["variants"]["max_sv"]["vs_base"]["test_acc"]
+  main(["compare", "--dataset", "digits", "--model", "mlp", "--seeds", "2", "--limit-train", "all", "--limit-eval",
+        "all", "--standardize", "--variants", "base", "rewired", "--out", str(tmp_path)])  # fmt: skip
+  saved = json.loads((tmp_path / "results.json").read_text())
+  assert saved["config"]["limit_train"] is None and saved["config"]["limit_eval"] is None
+  assert saved["config"]["standardize"] is True and saved["dataset"]["num_train"] == 1797 - 2 * 360
 
 
 def test_cli_strength(tmp_path, capsys):

@@ -90,6 +90,8 @@ def training_fingerprint(config: CompareConfig, dataset: Dataset) -> dict[str, A
     "num_draws": config.num_draws,
     "mlp_hidden": list(config.mlp_hidden),
     "limit_train": config.limit_train,
+    "limit_eval": config.limit_eval,
+    "standardize": config.standardize,
     "data_digest": dataset_digest(dataset),
     "environment": environment,
   }
@@ -129,7 +131,8 @@ def run_compare(
     config: the run; see :class:`CompareConfig`.
     dataset: a ready :class:`~parewire_jax.experiments.data.Dataset`; when
       ``None`` it is loaded with ``load_dataset(config.dataset, data_dir=...,
-      download=..., limit_train=config.limit_train)``.
+      download=..., limit_train=config.limit_train, limit_eval=config.limit_eval,
+      standardize=config.standardize)``; a dataset passed in is used as it is.
     data_dir, download: passed to ``load_dataset``.
     out_dir: when given, receives ``results.json`` (config, per-seed curves
       and metrics, summaries, tests), ``table.md`` and the plots
@@ -158,7 +161,14 @@ def run_compare(
     raise ValueError("resume=True needs out_dir: the directory whose chunks/ a previous run saved.")
   if dataset is None:
     check_batch_size(config.batch_size, train_size(config.dataset, config.limit_train))  # before loading the data
-    dataset = load_dataset(config.dataset, data_dir=data_dir, download=download, limit_train=config.limit_train)
+    dataset = load_dataset(
+      config.dataset,
+      data_dir=data_dir,
+      download=download,
+      limit_train=config.limit_train,
+      limit_eval=config.limit_eval,
+      standardize=config.standardize,
+    )
   base_model = build(config, "base", dataset.num_classes)  # fails now, not mid-run, on data the model can't take
   jax.eval_shape(lambda key: base_model.init(key, dataset.x_train[:1]), jax.random.key(0))
   train_config = config.train_config()
@@ -194,7 +204,7 @@ def run_compare(
     f"{config.dataset} / {config.model} / {config.init}: {config.seeds} seeds, {config.epochs} epoch(s); "
     f"p: {test} t-test (mean) and Kruskal–Wallis (median) vs base\n\n"
     + report_lib.markdown_table(analysis)
-    + "\n\npaired by seed (variant − base):\n\n"
+    + "\n\npaired by seed (variant − base), and the spread over seeds (std ratio, Brown–Forsythe test):\n\n"
     + report_lib.paired_table(analysis)
   )
   outcome = CompareResult(config, results, metrics, analysis, table, seconds, {} if store is None else store.resumed)

@@ -27,6 +27,7 @@ from jax import Array
 from jax.typing import DTypeLike
 
 from parewire_jax._checks import check_choice, check_int
+from parewire_jax.experiments.lenet import LeNet
 from parewire_jax.experiments.settings import INITIALIZERS, MODELS, VARIANTS
 from parewire_jax.initializers import max_strength_variance, min_strength_variance, rewired
 from parewire_jax.selection import selected_leaves
@@ -133,65 +134,6 @@ class MLP(nn.Module):
     x = x.reshape(x.shape[0], -1)
     for width in self.hidden:
       x = nn.relu(nn.Dense(width, kernel_init=self.kernel_init)(x))
-    return nn.Dense(self.num_classes, kernel_init=self.kernel_init)(x)
-
-
-class PatchConv(nn.Module):
-  """Stride-1 valid convolution as one matmul over image patches (im2col).
-
-  The kernel has ``nn.Conv``'s layout ``(kh, kw, c_in, c_out)`` and the
-  result equals ``nn.Conv(..., padding="VALID")`` up to float summation
-  order. It exists because XLA:CPU differentiates ``conv_general_dilated``
-  an order of magnitude slower than the equivalent matmul, which decides
-  whether the CPU default run of ``compare`` fits in minutes.
-  """
-
-  features: int
-  kernel_size: tuple[int, int]
-  kernel_init: Initializer
-
-  @nn.compact
-  def __call__(self, x: Array) -> Array:
-    kh, kw = self.kernel_size
-    kernel = self.param("kernel", self.kernel_init, (kh, kw, x.shape[-1], self.features), jnp.float32)
-    bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
-    h, w = x.shape[1] - kh + 1, x.shape[2] - kw + 1
-    # Patch features ordered (kh, kw, c_in), the kernel's row-major order.
-    patches = jnp.concatenate([x[:, i : i + h, j : j + w, :] for i in range(kh) for j in range(kw)], axis=-1)
-    return patches @ kernel.reshape(-1, self.features) + bias
-
-
-def _max_pool_2x2(x: Array) -> Array:
-  # A reshape-max rather than nn.max_pool: cheaper to differentiate on the CPU.
-  b, h, w, c = x.shape
-  return x[:, : h // 2 * 2, : w // 2 * 2].reshape(b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
-
-
-LENET_MIN_IMAGE_SIZE = 16  # 16 → conv 12 → pool 6 → conv 2 → pool 1
-
-
-class LeNet(nn.Module):
-  """The LeNet of §4.2: conv5×5(20) → pool → conv5×5(50) → pool → FC 500 → classes.
-
-  Valid convolutions and 2×2 max pooling, ReLU everywhere; on 28×28 inputs
-  the flattened features are 4·4·50 = 800, the paper's "800 and 500".
-  """
-
-  num_classes: int
-  kernel_init: Initializer = jax.nn.initializers.lecun_normal()
-
-  @nn.compact
-  def __call__(self, x: Array, train: bool = False) -> Array:
-    del train
-    if min(x.shape[1:3]) < LENET_MIN_IMAGE_SIZE:
-      raise ValueError(
-        f"lenet needs images of at least {LENET_MIN_IMAGE_SIZE}×{LENET_MIN_IMAGE_SIZE} (two valid 5×5 "
-        f"convolutions, each followed by 2×2 pooling), got {x.shape[1]}×{x.shape[2]}; use the mlp model."
-      )
-    for filters in (20, 50):
-      x = _max_pool_2x2(nn.relu(PatchConv(filters, (5, 5), self.kernel_init)(x)))
-    x = x.reshape(x.shape[0], -1)
-    x = nn.relu(nn.Dense(500, kernel_init=self.kernel_init)(x))
     return nn.Dense(self.num_classes, kernel_init=self.kernel_init)(x)
 
 

@@ -165,18 +165,32 @@ def markdown_table(report: MetricReport, base: str = "base") -> str:
   return "\n".join(lines) + _omitted_note(report)
 
 
+def _std_ratio(summary: Summary, base: Summary) -> str:
+  return "n/a" if base.std == 0 else f"{summary.std / base.std:.2f}×"
+
+
 def paired_table(report: MetricReport) -> str:
-  """The paired comparison (same seeds) of every variant with the base: mean difference and p-values."""
-  lines = ["| weights | metric | mean difference | paired t-test | Wilcoxon signed-rank |", "|---|---|---|---|---|"]
+  """Every variant against the base per metric: the paired comparison (same seeds) and the spread.
+
+  Columns: mean difference, paired t-test and Wilcoxon p-values, and the
+  ratio of standard deviations (variant / base) with the Brown–Forsythe
+  p-value of equal variances. The base is the variant without comparisons.
+  """
+  (base,) = (v for v in report.summaries if v not in report.comparisons)
+  lines = [
+    "| weights | metric | mean difference | paired t-test | Wilcoxon signed-rank | std ratio (Brown–Forsythe) |",
+    "|---|---|---|---|---|---|",
+  ]
   for variant, tests in report.comparisons.items():
     for metric in informative_metrics(report):
       header, is_accuracy = METRICS[metric]
       c = tests[metric]
       unit = " pp" if is_accuracy else ""
       scale = 100.0 if is_accuracy else 1.0
+      ratio = _std_ratio(report.summaries[variant][metric], report.summaries[base][metric])
       lines.append(
         f"| {variant} | {header} | {c.mean_difference * scale:+.2f}{unit} | "
-        f"{format_p(c.paired_ttest)} | {format_p(c.wilcoxon)} |"
+        f"{format_p(c.paired_ttest)} | {format_p(c.wilcoxon)} | {ratio} ({format_p(c.levene)}) |"
       )
   return "\n".join(lines)
 

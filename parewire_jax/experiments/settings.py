@@ -160,6 +160,8 @@ class CompareConfig(NamedTuple):
   learning_rate: float = 0.01
   momentum: float = 0.9
   limit_train: int | None = None
+  limit_eval: int | None = None
+  standardize: bool = False
   data_seed: int = 0
   seeds_per_chunk: int | None = None
   seeds_per_vmap: int | None = None
@@ -194,6 +196,9 @@ def check_compare_config(config: CompareConfig) -> None:
     raise ValueError(f"variants must be among {', '.join(VARIANTS)}; got {', '.join(map(repr, unknown))}.")
   if "base" not in variants or len(variants) < 2 or len(set(variants)) != len(variants):
     raise ValueError(f"variants must be distinct and include 'base' and at least one other; got {list(variants)}.")
+  check_int(config.limit_eval, "limit_eval", allow_none=True)
+  if not isinstance(config.standardize, bool):
+    raise ValueError(f"standardize must be a bool, got {config.standardize!r}.")
   check_int(config.num_draws, "num_draws")
   check_train_config(config.train_config())
 
