@@ -253,6 +253,8 @@ def test_cli_resume(tmp_path, capsys):
     "compare",
     "--dataset",
     "digits",
+    "--model",
+    "mlp",
     "--seeds",
     "2",
     "--epochs",

@@ -38,7 +38,7 @@ def test_every_option_has_help_and_says_its_default(command):
 # Each is refused by the checks that need neither data nor JAX.
 BAD_CALLS = [
   (["compare", "--seeds", "1"], "seeds must be an int >= 2"),
-  (["compare", "--batch-size", "100000"], "batch_size (100000) exceeds the 50000 training examples"),
+  (["compare", "--batch-size", "100000"], "batch_size (100000) exceeds the 5000 training examples"),
   (["compare", "--dataset", "digits", "--batch-size", "2000"], "exceeds the 1077 training examples"),
   (["compare", "--limit-train", "100", "--batch-size", "128"], "exceeds the 100 training examples"),
   (["compare", "--epochs", "0"], "epochs must be an int >= 1"),

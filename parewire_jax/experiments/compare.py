@@ -150,7 +150,7 @@ def run_compare(
   Returns:
     A :class:`CompareResult`.
 
-  >>> config = CompareConfig(dataset="digits", seeds=3, limit_train=256, batch_size=64, mlp_hidden=(16,))
+  >>> config = CompareConfig(dataset="digits", model="mlp", seeds=3, limit_train=256, batch_size=64, mlp_hidden=(16,))
   >>> outcome = run_compare(config)
   >>> sorted(outcome.metrics), outcome.metrics["rewired"]["epoch1_val_acc"].shape
   (['base', 'rewired'], (3,))
