@@ -1,4 +1,4 @@
-"""Shared test set-up: 8 virtual CPU devices, quick XLA compiles and one compilation cache (helpers: tests/helpers.py).
+"""Shared test set-up: 8 virtual CPU devices and one XLA compilation cache (helpers live in tests/helpers.py).
 
 The sharding tests (tests/test_sharding.py) need 8 devices; on the CPU that
 means XLA's virtual host devices, which must be requested before the first
@@ -16,16 +16,6 @@ _FLAG = "--xla_force_host_platform_device_count"
 
 if _FLAG not in os.environ.get("XLA_FLAGS", ""):
   os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_FLAG}={SHARDING_TEST_DEVICES}".strip()
-
-# XLA:CPU's LLVM optimisation of the generated code takes most of each compile and buys nothing for the
-# tiny arrays the tests run on: without it the suite takes about 40 % less time (two of the heaviest files
-# went from 161 s to 92 s on the 2-core machine). It changes how fast the machine code is, not what it
-# computes (XLA:CPU does no fast-math reassociation at any level), and every comparison a test makes is
-# between results computed under the same flags. An explicit level in XLA_FLAGS wins, e.g.
-# XLA_FLAGS=--xla_backend_optimization_level=3 to run the suite as users' programs are compiled.
-_OPT_FLAG = "--xla_backend_optimization_level"
-if _OPT_FLAG not in os.environ["XLA_FLAGS"]:
-  os.environ["XLA_FLAGS"] += f" {_OPT_FLAG}=0"
 
 # One compilation cache for the whole session, shared by the pytest-xdist workers and the notebook kernels
 # they start (all inherit this environment): many tests build the same computations anew (fresh closures,
