@@ -16,7 +16,7 @@ from helpers import tiny_dataset
 from parewire_jax.__main__ import _parser, main
 from parewire_jax.experiments import settings
 from parewire_jax.experiments.progress import TrainingProgress
-from parewire_jax.experiments.train import train_seeds
+from parewire_jax.experiments.train import evaluation_work, evaluations_of, steps_of, train_seeds
 
 
 def _subcommands() -> dict:
@@ -132,6 +132,31 @@ def test_bar_leaves_compilation_out_and_ends_at_its_total():
       bar.start(name)
       train_seeds(model, data, [0, 1], config, progress=bar.update, compiled=bar.compiled)
     assert bar.count == 20
+
+
+def test_bar_counts_each_evaluation_after_its_epoch():
+  data = tiny_dataset(160)
+  config = settings.TrainConfig(epochs=2, batch_size=16, segments_per_epoch=2)  # 10 steps per epoch
+  events = []
+  train_seeds(
+    _SlowMLP(lambda: None),
+    data,
+    [0, 1],
+    config,
+    progress=lambda n: events.append(n),
+    evaluated=lambda: events.append("evaluated"),
+  )
+  assert events == [5, 5, "evaluated", 5, 5, "evaluated"]
+  work = evaluation_work(config, data)
+  assert work == max(1, round(3 * (len(data.x_val) + len(data.x_test)) / (4 * 16)))
+  with TrainingProgress(
+    2 * steps_of(config, data, 2), evaluations=2 * evaluations_of(config, 2), evaluation_work=work, enabled=False
+  ) as bar:
+    for name in ("a", "b"):
+      bar.start(name)
+      callbacks = {"progress": bar.update, "compiled": bar.compiled, "evaluated": bar.evaluated}
+      train_seeds(_SlowMLP(lambda: None), data, [0, 1], config, **callbacks)
+    assert bar.count == 2 * (2 * 10 + 2 * work)
 
 
 def test_train_sizes_match_the_loaded_data():

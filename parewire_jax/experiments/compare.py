@@ -34,7 +34,7 @@ from parewire_jax.experiments.settings import (
   check_strength_settings,
   train_size,
 )
-from parewire_jax.experiments.train import TrainResult, steps_of, train_seeds
+from parewire_jax.experiments.train import TrainResult, evaluation_work, evaluations_of, steps_of, train_seeds
 from parewire_jax.strength import strength_stats
 
 
@@ -180,8 +180,12 @@ def run_compare(
   )
   results: dict[str, TrainResult] = {}
   seconds: dict[str, float] = {}
-  total_steps = len(config.variants) * steps_of(train_config, dataset, config.seeds)
-  with TrainingProgress(total_steps, enabled=progress) as bar:
+  with TrainingProgress(
+    len(config.variants) * steps_of(train_config, dataset, config.seeds),
+    evaluations=len(config.variants) * evaluations_of(train_config, config.seeds),
+    evaluation_work=evaluation_work(train_config, dataset),
+    enabled=progress,
+  ) as bar:
     for variant in config.variants:
       bar.start(variant)
       started = time.perf_counter()
@@ -192,6 +196,7 @@ def run_compare(
         train_config,
         progress=bar.update,
         compiled=bar.compiled,
+        evaluated=bar.evaluated,
         load_chunk=None if store is None else functools.partial(store.load, variant),
         save_chunk=None if store is None else functools.partial(store.save, variant),
       )

@@ -2,9 +2,12 @@
 
 :func:`~parewire_jax.experiments.train.train_seeds` reports steps only once
 they have completed (JAX dispatches work asynchronously, so a bar advanced on
-dispatch runs ahead of the work and then stalls), and says when a chunk's
-compilation is over; the bar leaves compilation and initialization out of
-its rate, so its ETA is the training still to do.
+dispatch runs ahead of the work and then stalls), says when a chunk's
+compilation is over, and when an epoch's evaluation has completed. The bar
+leaves compilation and initialization out of its rate and counts each
+evaluation as the training steps of about the same work
+(:func:`~parewire_jax.experiments.train.evaluation_work`), so its ETA is the
+training and evaluation still to do.
 """
 
 from __future__ import annotations
@@ -13,16 +16,20 @@ from types import TracebackType
 
 
 class TrainingProgress:
-  """A tqdm bar over ``total_steps`` training steps of several runs (variants, arms).
+  """A tqdm bar over the training steps and evaluations of several runs (variants, arms).
 
-  Use ``start(name)`` before each run's ``train_seeds`` and pass ``update``
-  and ``compiled`` as its ``progress`` and ``compiled`` callbacks.
+  ``total_steps`` training steps and ``evaluations`` evaluations of
+  ``evaluation_work`` steps' worth each. Use ``start(name)`` before each
+  run's ``train_seeds`` and pass ``update``, ``compiled`` and ``evaluated``
+  as its ``progress``, ``compiled`` and ``evaluated`` callbacks.
   """
 
-  def __init__(self, total_steps: int, *, enabled: bool = True):
+  def __init__(self, total_steps: int, *, evaluations: int = 0, evaluation_work: int = 0, enabled: bool = True):
     from tqdm.auto import tqdm
 
-    self._bar = tqdm(total=total_steps, disable=not enabled, unit="step", dynamic_ncols=True)
+    self._evaluation_work = evaluation_work
+    total = total_steps + evaluations * evaluation_work
+    self._bar = tqdm(total=total, disable=not enabled, unit="step", dynamic_ncols=True)
     self._name = ""
     self._count = 0
 
@@ -35,6 +42,10 @@ class TrainingProgress:
     """Compilation and initialization are over: they do not count towards the rate."""
     self._bar.set_description(self._name)
     self._bar.unpause()
+
+  def evaluated(self) -> None:
+    """An epoch's evaluation has completed: ``evaluation_work`` steps' worth of work."""
+    self.update(self._evaluation_work)
 
   def update(self, steps: int) -> None:
     self._count += steps

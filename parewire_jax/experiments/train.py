@@ -95,8 +95,33 @@ _EVALUATIONS = ("val_loss", "val_acc", "test_loss", "test_acc")
 
 def steps_of(config: TrainConfig, dataset: Dataset, num_seeds: int) -> int:
   """The training steps :func:`train_seeds` reports through ``progress`` for ``num_seeds`` seeds (all chunks)."""
-  chunks = -(-num_seeds // (config.seeds_per_chunk or num_seeds))
-  return chunks * config.epochs * (len(dataset.x_train) // config.batch_size)
+  return _chunks(config, num_seeds) * config.epochs * (len(dataset.x_train) // config.batch_size)
+
+
+def evaluations_of(config: TrainConfig, num_seeds: int) -> int:
+  """The calls of ``evaluated`` :func:`train_seeds` makes for ``num_seeds`` seeds: one per epoch of each chunk."""
+  return _chunks(config, num_seeds) * config.epochs
+
+
+def evaluation_work(config: TrainConfig, dataset: Dataset) -> int:
+  """One epoch's evaluation (validation and test) in training steps of about the same time, at least 1.
+
+  An evaluated image weighs 3/4 of a trained one: ``n`` images are
+  ``3n / (4 · batch_size)`` steps. By FLOPs a forward pass is a third of a
+  training step, but on XLA:CPU the default ``compare`` run (LeNet, 30 seeds,
+  4000 evaluated images) measured 0.72–0.82 of a training step's time per
+  image, and a third made the bar's ETA 20–30 % short (``benchmarks/RESULTS.md``).
+
+  >>> from parewire_jax.experiments.data import load_dataset
+  >>> evaluation_work(TrainConfig(batch_size=128), load_dataset("digits"))  # 2 × 360 images
+  4
+  """
+  images = len(dataset.x_val) + len(dataset.x_test)
+  return max(1, round(3 * images / (4 * config.batch_size)))
+
+
+def _chunks(config: TrainConfig, num_seeds: int) -> int:
+  return -(-num_seeds // (config.seeds_per_chunk or num_seeds))
 
 
 def epoch_batches(data_seed: int, epoch: int, num_train: int, batch_size: int) -> np.ndarray:
@@ -114,6 +139,7 @@ def train_seeds(
   *,
   progress: Callable[[int], Any] | None = None,
   compiled: Callable[[], Any] | None = None,
+  evaluated: Callable[[], Any] | None = None,
   inspect: Callable[[list[int], int, Any], Any] | None = None,
   load_chunk: Callable[[list[int]], TrainResult | None] | None = None,
   save_chunk: Callable[..., Any] | None = None,
@@ -135,6 +161,10 @@ def train_seeds(
     compiled: called once a chunk's step functions are compiled and its
       models initialized, right before its first training step (a progress
       bar can leave compilation out of its rate).
+    evaluated: called each time an epoch's evaluation (validation and test)
+      of a chunk has completed, and once per epoch for a chunk ``load_chunk``
+      returns (a progress bar can count evaluations as work, see
+      :func:`evaluation_work`).
     inspect: called after every evaluation as ``inspect(chunk_seeds, epoch,
       params)``: the chunk's init seeds, the 0-based epoch and the evaluated
       parameters (a leading axis with one row per seed of ``chunk_seeds``;
@@ -208,6 +238,8 @@ def train_seeds(
       results.append(saved)
       if progress is not None:
         progress(config.epochs * steps_per_epoch)
+      for _ in range(config.epochs if evaluated is not None else 0):
+        evaluated()
       continue
     started = time.perf_counter()
     keep = len(chunk_seeds)  # rows of the chunk's own seeds; the padding follows
@@ -237,13 +269,16 @@ def train_seeds(
       record["train_curve_acc"].append(jnp.stack(accuracies, axis=1))
       record["grad_abs"].append(jnp.mean(jnp.stack(grads), axis=0))
       (params, state, opt_state), counts = carry
-      evaluated = fns.evaluated_params(params, opt_state, counts)
+      evaluated_params = fns.evaluated_params(params, opt_state, counts)
       for split, data in (("val", val), ("test", test)):
-        split_loss, split_acc = fns.evaluate(evaluated, state, *data)
+        split_loss, split_acc = fns.evaluate(evaluated_params, state, *data)
         record[f"{split}_loss"].append(split_loss)
         record[f"{split}_acc"].append(split_acc)
+      if evaluated is not None:
+        jax.block_until_ready(record["test_acc"][-1])  # completed, not dispatched
+        evaluated()
       if inspect is not None:
-        inspect(chunk_seeds, e, jax.tree.map(operator.itemgetter(slice(keep)), evaluated))
+        inspect(chunk_seeds, e, jax.tree.map(operator.itemgetter(slice(keep)), evaluated_params))
     curves: dict[str, np.ndarray] = {
       k: np.stack([np.asarray(v) for v in vals], axis=1)[:keep] for k, vals in record.items()
     }
