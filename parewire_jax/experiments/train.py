@@ -238,8 +238,9 @@ def train_seeds(
       results.append(saved)
       if progress is not None:
         progress(config.epochs * steps_per_epoch)
-      for _ in range(config.epochs if evaluated is not None else 0):
-        evaluated()
+      if evaluated is not None:
+        for _ in range(config.epochs):
+          evaluated()
       continue
     started = time.perf_counter()
     keep = len(chunk_seeds)  # rows of the chunk's own seeds; the padding follows
