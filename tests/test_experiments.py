@@ -57,7 +57,8 @@ def test_model_variants_share_per_kernel_keys():
   """Flax derives each kernel's key from the init key and its path, so variants pair up per seed."""
   x = jnp.zeros((1, 6, 6, 1))
   params = {
-    v: jax.vmap(lambda k: _mlp(v, hidden=(12, 8)).init(k, x)["params"])(seed_keys([0, 1])) for v in ("base", "rewired")
+    v: jax.jit(jax.vmap(lambda k: _mlp(v, hidden=(12, 8)).init(k, x)["params"]))(seed_keys([0, 1]))
+    for v in ("base", "rewired")
   }
   for name, base in models.kernels(params["base"], seed_axis=True).items():
     rewired = models.kernels(params["rewired"], seed_axis=True)[name]
@@ -461,8 +462,8 @@ def test_cli_compare_on_digits(tmp_path, capsys):
   saved = json.loads((tmp_path / "results.json").read_text())
   assert (saved["dataset"]["num_train"], saved["dataset"]["num_val"], saved["dataset"]["num_test"]) == (300, 100, 100)
   assert saved["config"]["standardize"] is False and "levene" in saved["variants"]["max_sv"]["vs_base"]["test_acc"]
-  main(["compare", "--dataset", "digits", "--model", "mlp", "--seeds", "2", "--limit-train", "all", "--limit-eval",
-        "all", "--standardize", "--variants", "base", "rewired", "--out", str(tmp_path)])  # fmt: skip
+  main(["compare", "--dataset", "digits", "--model", "mlp", "--mlp-hidden", "8", "--seeds", "2", "--limit-train",
+        "all", "--limit-eval", "all", "--standardize", "--out", str(tmp_path)])  # fmt: skip
   saved = json.loads((tmp_path / "results.json").read_text())
   assert saved["config"]["limit_train"] is None and saved["config"]["limit_eval"] is None
   assert saved["config"]["standardize"] is True and saved["dataset"]["num_train"] == 1797 - 2 * 360

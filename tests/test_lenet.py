@@ -48,13 +48,16 @@ def test_lenet_equals_the_nn_conv_reference(shape):
   fast, reference = lenet.LeNet(10, init), lenet.ConvLeNet(10, init)
   x = jax.random.uniform(jax.random.key(0), shape)
   y = jax.random.randint(jax.random.key(1), shape[:1], 0, 10)
-  params = fast.init(jax.random.key(2), x)["params"]
+  # Jitted, as the experiments run them (op by op, the same checks take several times longer).
+  params = jax.jit(fast.init)(jax.random.key(2), x)["params"]
   assert jax.tree.map(jnp.shape, _as_reference(params)) == jax.tree.map(
-    jnp.shape, reference.init(jax.random.key(2), x)["params"]
+    jnp.shape, jax.eval_shape(reference.init, jax.random.key(2), x)["params"]
   )
-  _assert_close(fast.apply({"params": params}, x), reference.apply({"params": _as_reference(params)}, x))
-  loss, grads = jax.value_and_grad(lambda p: _loss(fast, p, x, y))(params)
-  loss_ref, grads_ref = jax.value_and_grad(lambda p: _loss(reference, p, x, y))(_as_reference(params))
+  _assert_close(
+    jax.jit(fast.apply)({"params": params}, x), jax.jit(reference.apply)({"params": _as_reference(params)}, x)
+  )
+  loss, grads = jax.jit(jax.value_and_grad(lambda p: _loss(fast, p, x, y)))(params)
+  loss_ref, grads_ref = jax.jit(jax.value_and_grad(lambda p: _loss(reference, p, x, y)))(_as_reference(params))
   _assert_close(loss, loss_ref)
   _assert_close(_as_reference(grads), grads_ref)
 
@@ -65,7 +68,7 @@ def test_lenet_equals_the_reference_vmapped_over_seeds():
   fast, reference = lenet.LeNet(10, init), lenet.ConvLeNet(10, init)
   x = jax.random.uniform(jax.random.key(0), (16, 28, 28, 1))
   y = jax.random.randint(jax.random.key(1), (16,), 0, 10)
-  params = jax.vmap(lambda key: fast.init(key, x)["params"])(seed_keys(range(3)))
+  params = jax.jit(jax.vmap(lambda key: fast.init(key, x)["params"]))(seed_keys(range(3)))
 
   def grads(model, p):
     return jax.jit(jax.vmap(jax.value_and_grad(lambda q: _loss(model, q, x, y))))(p)

@@ -195,18 +195,12 @@ def test_committed_with_outputs_of_a_full_run(path):
   )
 
 
-# Executing a notebook takes about a minute of a CI core each (a kernel, imports, compiles). The quickstart,
-# which every newcomer runs first, executes in every run of the suite; the two long-form notebooks are marked
-# slow (`pytest -m slow tests/test_notebooks.py`), and the static checks below still cover their every call
-# into parewire_jax (names exist, keyword arguments are accepted).
-_QUICK_IN_CI = {"01_quickstart.ipynb"}
-
-
-@pytest.mark.parametrize(
-  "path",
-  [p if p.name in _QUICK_IN_CI else pytest.param(p, marks=pytest.mark.slow) for p in NOTEBOOKS],
-  ids=lambda p: p.name,
-)
+# Executing a notebook takes 60-70 s of a CI core each (a kernel, imports, compiles), together a fifth of the
+# suite, so the executions are marked slow: `pytest -m slow tests/test_notebooks.py` runs them (do so after
+# changing a notebook or an API one uses). The static checks below run in every suite and cover every call a
+# notebook makes into parewire_jax: the names exist and accept the keyword arguments it passes.
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_executes_in_quick_mode(path):
   nb = _read(path)
   client = NotebookClient(
