@@ -102,10 +102,10 @@ class StepBench:
     self.params, self.state = params, state
     self.carry = ((params, state, opt_state), counts)
     self.steps = steps
-    self.compile_s = _timed(self.fns.epoch, self.carry, self.x, self.y, self.batches)
+    self.compile_s = _timed(self.fns.segment, self.carry, self.x, self.y, self.batches)
 
   def step_seconds(self) -> float:
-    return _timed(self.fns.epoch, self.carry, self.x, self.y, self.batches) / self.steps
+    return _timed(self.fns.segment, self.carry, self.x, self.y, self.batches) / self.steps
 
   def evaluation_seconds(self, images: int = 1000) -> float:
     """One evaluation of ``images`` images in one batch of ``images`` (compiled before timing)."""
