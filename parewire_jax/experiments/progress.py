@@ -6,7 +6,7 @@ dispatch runs ahead of the work and then stalls), says when a chunk's
 compilation is over, and when an epoch's evaluation has completed. The bar
 leaves compilation and initialization out of its rate and counts each
 evaluation as the training steps of about the same work
-(:func:`~parewire_jax.experiments.train.evaluation_work`), so its ETA is the
+(``parewire_jax.experiments.train.evaluation_work``), so its ETA is the
 training and evaluation still to do.
 """
 

@@ -164,7 +164,7 @@ def train_seeds(
     evaluated: called each time an epoch's evaluation (validation and test)
       of a chunk has completed, and once per epoch for a chunk ``load_chunk``
       returns (a progress bar can count evaluations as work, see
-      :func:`evaluation_work`).
+      ``evaluation_work`` in this module).
     inspect: called after every evaluation as ``inspect(chunk_seeds, epoch,
       params)``: the chunk's init seeds, the 0-based epoch and the evaluated
       parameters (a leading axis with one row per seed of ``chunk_seeds``;
