@@ -144,7 +144,7 @@ class CompareConfig(NamedTuple):
   The defaults are the CPU demonstration of ``python -m parewire_jax
   compare``: §4.2's LeNet on standardized MNIST, base vs rewired, 30 seeds,
   one epoch on the first 5000 training images, evaluated on 2000 validation
-  and 2000 test images (about two minutes on 2 CPU cores; the README's "Why
+  and 2000 test images (about 2.5 minutes on 2 CPU cores; the README's "Why
   this default" gives the search behind it). The paper's Table 1 setting is
   ``seeds=100, epochs=100, limit_train=None, limit_eval=None`` and the four
   variants.
