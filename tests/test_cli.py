@@ -16,7 +16,7 @@ from helpers import tiny_dataset
 from parewire_jax.__main__ import _parser, main
 from parewire_jax.experiments import settings
 from parewire_jax.experiments.progress import TrainingProgress
-from parewire_jax.experiments.train import evaluation_work, evaluations_of, steps_of, train_seeds
+from parewire_jax.experiments.train import evaluation_work, progress_bar, train_seeds
 
 
 def _subcommands() -> dict:
@@ -149,9 +149,7 @@ def test_bar_counts_each_evaluation_after_its_epoch():
   assert events == [5, 5, "evaluated", 5, 5, "evaluated"]
   work = evaluation_work(config, data)
   assert work == max(1, round(3 * (len(data.x_val) + len(data.x_test)) / (4 * 16)))
-  with TrainingProgress(
-    2 * steps_of(config, data, 2), evaluations=2 * evaluations_of(config, 2), evaluation_work=work, enabled=False
-  ) as bar:
+  with progress_bar(2, config, data, 2, enabled=False) as bar:
     for name in ("a", "b"):
       bar.start(name)
       callbacks = {"progress": bar.update, "compiled": bar.compiled, "evaluated": bar.evaluated}

@@ -25,7 +25,6 @@ from jax import Array
 from parewire_jax.experiments import models as models_lib, report as report_lib
 from parewire_jax.experiments.checkpoint import ChunkStore, dataset_digest
 from parewire_jax.experiments.data import Dataset, load_dataset
-from parewire_jax.experiments.progress import TrainingProgress
 from parewire_jax.experiments.seeds import seed_keys
 from parewire_jax.experiments.settings import (
   CompareConfig,
@@ -34,7 +33,7 @@ from parewire_jax.experiments.settings import (
   check_strength_settings,
   train_size,
 )
-from parewire_jax.experiments.train import TrainResult, evaluation_work, evaluations_of, steps_of, train_seeds
+from parewire_jax.experiments.train import TrainResult, progress_bar, train_seeds
 from parewire_jax.strength import strength_stats
 
 
@@ -180,12 +179,7 @@ def run_compare(
   )
   results: dict[str, TrainResult] = {}
   seconds: dict[str, float] = {}
-  with TrainingProgress(
-    len(config.variants) * steps_of(train_config, dataset, config.seeds),
-    evaluations=len(config.variants) * evaluations_of(train_config, config.seeds),
-    evaluation_work=evaluation_work(train_config, dataset),
-    enabled=progress,
-  ) as bar:
+  with progress_bar(len(config.variants), train_config, dataset, config.seeds, enabled=progress) as bar:
     for variant in config.variants:
       bar.start(variant)
       started = time.perf_counter()

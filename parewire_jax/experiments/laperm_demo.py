@@ -40,10 +40,9 @@ from parewire_jax.axes import as_matrices
 from parewire_jax.diagnostics import weight_deviation
 from parewire_jax.experiments import models as models_lib, report as report_lib, stats as stats_lib
 from parewire_jax.experiments.data import Dataset, load_dataset
-from parewire_jax.experiments.progress import TrainingProgress
 from parewire_jax.experiments.seeds import seed_keys
 from parewire_jax.experiments.settings import ARMS, LaPermConfig, check_batch_size, check_laperm_config, train_size
-from parewire_jax.experiments.train import TrainResult, evaluation_work, evaluations_of, steps_of, train_seeds
+from parewire_jax.experiments.train import TrainResult, progress_bar, train_seeds
 from parewire_jax.sorting import sort_exact
 
 # WeightDeviation fields shown in the table: field -> header.
@@ -227,13 +226,7 @@ def run_laperm(
   columns_per_epoch = sum(w.shape[0] * w.shape[-1] for w in initial.values())
   results: dict[str, TrainResult] = {}
   diagnostics = {arm: _Diagnostics(initial, seeds, config.epochs) for arm in ARMS}
-  arm_config = config.train_config(ARMS[0])
-  with TrainingProgress(
-    len(ARMS) * steps_of(arm_config, dataset, config.seeds),
-    evaluations=len(ARMS) * evaluations_of(arm_config, config.seeds),
-    evaluation_work=evaluation_work(arm_config, dataset),
-    enabled=progress,
-  ) as bar:
+  with progress_bar(len(ARMS), config.train_config(ARMS[0]), dataset, config.seeds, enabled=progress) as bar:
     for arm in ARMS:
       bar.start(arm)
       results[arm] = train_seeds(

@@ -32,6 +32,7 @@ from jax import Array
 
 from parewire_jax.experiments.data import Dataset
 from parewire_jax.experiments.optimizers import make_optimizer
+from parewire_jax.experiments.progress import TrainingProgress
 from parewire_jax.experiments.seeds import seed_keys
 from parewire_jax.experiments.settings import TrainConfig, check_train_config
 from parewire_jax.experiments.steps import eval_batches, make_step_functions
@@ -118,6 +119,22 @@ def evaluation_work(config: TrainConfig, dataset: Dataset) -> int:
   """
   images = len(dataset.x_val) + len(dataset.x_test)
   return max(1, round(3 * images / (4 * config.batch_size)))
+
+
+def progress_bar(
+  runs: int, config: TrainConfig, dataset: Dataset, num_seeds: int, *, enabled: bool = True
+) -> TrainingProgress:
+  """A ``TrainingProgress`` bar over ``runs`` calls of :func:`train_seeds`.
+
+  Each call trains ``num_seeds`` seeds on ``dataset`` with ``config``; the
+  bar's total is their training steps and their evaluations.
+  """
+  return TrainingProgress(
+    runs * steps_of(config, dataset, num_seeds),
+    evaluations=runs * evaluations_of(config, num_seeds),
+    evaluation_work=evaluation_work(config, dataset),
+    enabled=enabled,
+  )
 
 
 def _chunks(config: TrainConfig, num_seeds: int) -> int:
