@@ -43,12 +43,16 @@ def dataset_digest(dataset: Dataset) -> str:
   return digest.hexdigest()
 
 
-def _differing_keys(a: Mapping[str, Any], b: Mapping[str, Any], prefix: str = "") -> list[str]:
-  """Dotted paths of the entries where two nested mappings differ, e.g. ``["train.learning_rate"]``."""
+def differing_keys(a: Mapping[str, Any], b: Mapping[str, Any], prefix: str = "") -> list[str]:
+  """Dotted paths of the entries where two nested mappings differ.
+
+  >>> differing_keys({"train": {"learning_rate": 0.1, "epochs": 2}}, {"train": {"learning_rate": 0.2, "epochs": 2}})
+  ['train.learning_rate']
+  """
   keys = []
   for k in sorted(set(a) | set(b)):
     if isinstance(a.get(k), Mapping) and isinstance(b.get(k), Mapping):
-      keys += _differing_keys(a[k], b[k], f"{prefix}{k}.")
+      keys += differing_keys(a[k], b[k], f"{prefix}{k}.")
     elif a.get(k) != b.get(k):
       keys.append(f"{prefix}{k}")
   return keys
@@ -123,7 +127,7 @@ class ChunkStore:
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:  # missing, truncated, damaged
       raise ValueError(f"{path} is not a readable chunk file ({error}); delete it to train the chunk again.") from error
     if stored != self.fingerprint:
-      differing = _differing_keys(stored, self.fingerprint)
+      differing = differing_keys(stored, self.fingerprint)
       raise ValueError(
         f"{path} was written by a run with different {', '.join(differing)}; resume with the same settings "
         "and data, or write to another output directory."

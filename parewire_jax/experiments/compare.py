@@ -9,6 +9,7 @@ and after rewiring (§3.2–3.3, Fig. 1b–c).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import pathlib
@@ -25,6 +26,7 @@ from jax import Array
 from parewire_jax.experiments import models as models_lib, report as report_lib
 from parewire_jax.experiments.checkpoint import ChunkStore, dataset_digest
 from parewire_jax.experiments.data import Dataset, load_dataset
+from parewire_jax.experiments.progress import TrainingProgress
 from parewire_jax.experiments.seeds import seed_keys
 from parewire_jax.experiments.settings import (
   CompareConfig,
@@ -33,7 +35,7 @@ from parewire_jax.experiments.settings import (
   check_strength_settings,
   train_size,
 )
-from parewire_jax.experiments.train import TrainResult, progress_bar, train_seeds
+from parewire_jax.experiments.train import TrainResult, evaluation_work, progress_bar, train_seeds
 from parewire_jax.strength import strength_stats
 
 
@@ -122,7 +124,7 @@ def run_compare(
   download: bool = True,
   out_dir: str | pathlib.Path | None = None,
   resume: bool = False,
-  progress: bool = False,
+  progress: bool | TrainingProgress = False,
 ) -> CompareResult:
   """Trains every variant from the same seeds and compares each with ``base`` (§4.1–4.3).
 
@@ -144,7 +146,9 @@ def run_compare(
       saved under ``out_dir/chunks`` instead of training them again (a chunk
       saved by a run with other settings is a ``ValueError``). Needs
       ``out_dir``.
-    progress: show a progress bar over the training steps of every variant.
+    progress: show a progress bar over the training steps of every variant;
+      or a :class:`~parewire_jax.experiments.progress.TrainingProgress` bar
+      that counts this run's steps among others', left open.
 
   Returns:
     A :class:`CompareResult`.
@@ -179,9 +183,13 @@ def run_compare(
   )
   results: dict[str, TrainResult] = {}
   seconds: dict[str, float] = {}
-  with progress_bar(len(config.variants), train_config, dataset, config.seeds, enabled=progress) as bar:
+  if isinstance(progress, TrainingProgress):
+    shared_bar = contextlib.nullcontext(progress)
+  else:
+    shared_bar = progress_bar(len(config.variants), train_config, dataset, config.seeds, enabled=progress)
+  with shared_bar as bar:
     for variant in config.variants:
-      bar.start(variant)
+      bar.start(variant, evaluation_work=evaluation_work(train_config, dataset))
       started = time.perf_counter()
       results[variant] = train_seeds(
         build(config, variant, dataset.num_classes),

@@ -32,11 +32,19 @@ class TrainingProgress:
     self._bar = tqdm(total=total, disable=not enabled, unit="step", dynamic_ncols=True)
     self._name = ""
     self._count = 0
+    self.prefix = ""  # shown before every run's name, e.g. the atlas cell the runs belong to
 
-  def start(self, name: str) -> None:
-    """A new run: shown as compiling until :meth:`compiled`."""
-    self._name = name
-    self._bar.set_description(f"{name} (compiling)")
+  def start(self, name: str, *, evaluation_work: int | None = None) -> None:
+    """A new run: shown as compiling until :meth:`compiled`.
+
+    ``evaluation_work`` replaces the steps' worth of each evaluation from now
+    on, for a bar over runs on different data (the cells of an atlas, whose
+    total counts each run's evaluations at their own work).
+    """
+    self._name = self.prefix + name
+    if evaluation_work is not None:
+      self._evaluation_work = evaluation_work
+    self._bar.set_description(f"{self._name} (compiling)")
 
   def compiled(self) -> None:
     """Compilation and initialization are over: they do not count towards the rate."""

@@ -245,7 +245,7 @@ def write_json(path: str | pathlib.Path, payload: Any) -> None:
   pathlib.Path(path).write_text(json.dumps(to_jsonable(payload), indent=1, allow_nan=False))
 
 
-def _pyplot():
+def pyplot():
   import matplotlib
 
   matplotlib.use("Agg")
@@ -279,7 +279,7 @@ def plot_curves(results: Mapping[str, TrainResult], path: str | pathlib.Path) ->
   fast each variant learns. Bottom: validation accuracy and loss after every
   epoch (a point with an error bar after one epoch). Epoch ticks are integers.
   """
-  plt = _pyplot()
+  plt = pyplot()
   fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
   for variant, result in results.items():
     seeds, epochs, segments = result.train_curve_acc.shape
@@ -315,7 +315,7 @@ def plot_per_seed(metrics: Mapping[str, Mapping[str, np.ndarray]], path: str | p
   The spread over seeds (§4.2: rewiring reduces it) is seen directly; metrics
   that are the same for every model are left out.
   """
-  plt = _pyplot()
+  plt = pyplot()
   shown = [m for m in METRICS if np.ptp(np.concatenate([np.asarray(v[m], float) for v in metrics.values()])) > 0]
   fig, axes = plt.subplots(1, max(1, len(shown)), figsize=(3.6 * max(1, len(shown)), 4.2), squeeze=False)
   rng = np.random.default_rng(0)  # horizontal jitter of the dots only
@@ -343,7 +343,7 @@ def plot_strength_distributions(
   ``kernels[variant]`` is a kernel of shape ``(..., n_out)``; inputs are all
   other axes (the core's convention).
   """
-  plt = _pyplot()
+  plt = pyplot()
   fig, axes = plt.subplots(1, 2, figsize=(10, 4))
   matrices = {v: np.asarray(w, np.float64).reshape(-1, np.shape(w)[-1]) for v, w in kernels.items()}
   for ax, axis in zip(axes, (1, 0), strict=True):  # input strengths are row sums, output strengths column sums
@@ -369,7 +369,7 @@ def plot_strength_vs_accuracy(results: Mapping[str, TrainResult], path: str | pa
   """
   from scipy import stats as sps
 
-  plt = _pyplot()
+  plt = pyplot()
   variance = np.concatenate([r.init_mean_variance for r in results.values()])
   fourth = np.concatenate([r.init_mean_fourth_moment for r in results.values()])
   accuracy = np.concatenate([per_seed_metrics(r)["test_acc"] for r in results.values()]) * 100
@@ -409,7 +409,7 @@ def plot_strength_vs_accuracy(results: Mapping[str, TrainResult], path: str | pa
 
 def plot_gradients(results: Mapping[str, TrainResult], path: str | pathlib.Path) -> None:
   """Fig. 5: mean |gradient| per kernel and epoch, averaged over seeds; one line style per variant."""
-  plt = _pyplot()
+  plt = pyplot()
   fig, ax = plt.subplots(figsize=(7, 5))
   styles = ["-", "--", ":", "-."]
   colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]

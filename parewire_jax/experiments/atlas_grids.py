@@ -1,0 +1,138 @@
+"""The grids of the effect atlas: which models ``python -m parewire_jax atlas`` compares, base vs rewired.
+
+The paper measures PA rewiring on LeNet, ResNet, ViT and ConvMixer (§4,
+Tables 1–3) and leaves other settings to future work (§5). An atlas cell is
+one :class:`~parewire_jax.experiments.CompareConfig`: a model family member
+trained from the same seeds with the base initializer and rewired. Like
+:mod:`~parewire_jax.experiments.settings`, this module imports no JAX.
+
+* ``"default"``: 17 cells sized for a CPU (the whole grid in about half an
+  hour on 2 cores): MLP depth {2, 4, 8} × width {64, 256, 1024}; LeNet (§4.2)
+  without normalisation, with BatchNorm and with LayerNorm; LeNet with each
+  of the paper's other three initializers; a residual MLP with pre-LayerNorm;
+  a small pre-LayerNorm transformer on the synthetic ``pointer`` task. 20
+  seeds, 2 epochs on 2000 MNIST training images, 1000 validation images.
+* ``"paper"``: the same families at the paper's scale (100 seeds, the whole
+  of MNIST, 10 epochs) plus ResNet-18 on CIFAR-10 (Table 3): a GPU job.
+* ``"smoke"``: two tiny cells on the bundled digits, to try the command.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+from parewire_jax._checks import check_choice, check_int
+from parewire_jax.experiments.settings import INITIALIZERS, CompareConfig
+
+
+class AtlasCell(NamedTuple):
+  """One cell of an atlas: a named ``compare`` run of base against rewired.
+
+  Attributes:
+    name: unique within its grid; the cell's directory under the atlas output.
+    family: the row group of the table and heatmap (e.g. ``"MLP depth × width"``).
+    config: the run; its ``variants`` are ``("base", "rewired")``.
+
+  >>> cell = AtlasCell("mlp-2x64", "MLP depth × width", CompareConfig(model="mlp", mlp_hidden=(64, 64)))
+  >>> cell.config.model
+  'mlp'
+  """
+
+  name: str
+  family: str
+  config: CompareConfig
+
+
+# What every cell of the default grid shares: MNIST as in §4.2, CPU-sized.
+DEFAULT_BASE = CompareConfig(seeds=20, epochs=2, limit_train=2000, limit_eval=1000)
+PAPER_BASE = CompareConfig(seeds=100, epochs=10, limit_train=None, limit_eval=None)
+SMOKE_BASE = CompareConfig(dataset="digits", seeds=4, epochs=1, limit_train=256, limit_eval=128, batch_size=64)
+
+DEPTHS = (2, 4, 8)
+WIDTHS = (64, 256, 1024)
+
+
+def _families(base: CompareConfig) -> list[AtlasCell]:
+  """The default families on ``base``'s data, seeds and schedule."""
+  cells = [
+    AtlasCell(f"mlp-{depth}x{width}", "MLP depth × width", base._replace(model="mlp", mlp_hidden=(width,) * depth))
+    for depth in DEPTHS
+    for width in WIDTHS
+  ]
+  cells += [
+    AtlasCell(name, "LeNet normalisation", base._replace(model="lenet", norm=norm))
+    for name, norm in (("lenet", "none"), ("lenet-batchnorm", "batch"), ("lenet-layernorm", "layer"))
+  ]
+  cells += [
+    AtlasCell(f"lenet-{init}", "LeNet initializer", base._replace(model="lenet", init=init))
+    for init in INITIALIZERS
+    if init != base.init
+  ]
+  cells.append(
+    AtlasCell("resmlp-4x256", "residual MLP", base._replace(model="resmlp", mlp_hidden=(256,) * 4, norm="layer"))
+  )
+  # The transformer's own data; Adam, as transformers are trained (SGD barely moves it in 2 epochs).
+  cells.append(
+    AtlasCell(
+      "transformer-pointer",
+      "transformer",
+      base._replace(
+        dataset="pointer",
+        model="transformer",
+        optimizer="adam",
+        learning_rate=1e-3,
+        standardize=False,
+        limit_train=8192,
+      ),
+    )
+  )
+  return cells
+
+
+def _paper_grid() -> list[AtlasCell]:
+  cells = _families(PAPER_BASE)
+  cells.append(
+    AtlasCell("resnet18-cifar10", "ResNet (Table 3)", PAPER_BASE._replace(dataset="cifar10", model="resnet18"))
+  )
+  return cells
+
+
+def _smoke_grid() -> list[AtlasCell]:
+  return [
+    AtlasCell("mlp-2x32", "MLP depth × width", SMOKE_BASE._replace(model="mlp", mlp_hidden=(32, 32))),
+    AtlasCell("mlp-4x32", "MLP depth × width", SMOKE_BASE._replace(model="mlp", mlp_hidden=(32,) * 4)),
+  ]
+
+
+GRIDS = ("default", "paper", "smoke")
+
+
+def atlas_grid(name: str, *, seeds: int | None = None, cells: Sequence[str] | None = None) -> list[AtlasCell]:
+  """The cells of grid ``name`` (one of :data:`GRIDS`), optionally with other seeds or only some cells.
+
+  Args:
+    name: the grid.
+    seeds: init seeds per cell instead of the grid's (at least 3: the spread
+      ratio's test needs them).
+    cells: keep only these cells, by name, in the grid's order.
+
+  >>> [cell.name for cell in atlas_grid("default")][:4]
+  ['mlp-2x64', 'mlp-2x256', 'mlp-2x1024', 'mlp-4x64']
+  >>> atlas_grid("smoke", seeds=3)[0].config.seeds
+  3
+  """
+  builders = {"default": lambda: _families(DEFAULT_BASE), "paper": _paper_grid, "smoke": _smoke_grid}
+  grid = builders[check_choice(name, GRIDS, "grid")]()
+  if cells is not None:
+    known = [cell.name for cell in grid]
+    unknown = [c for c in cells if c not in known]
+    if unknown or not cells:
+      raise ValueError(
+        f"cells must name cells of the {name!r} grid ({', '.join(known)}); got {', '.join(map(repr, cells)) or 'none'}."
+      )
+    grid = [cell for cell in grid if cell.name in cells]
+  if seeds is not None:
+    check_int(seeds, "seeds", minimum=3)
+    grid = [cell._replace(config=cell.config._replace(seeds=seeds)) for cell in grid]
+  return grid
