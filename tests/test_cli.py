@@ -23,7 +23,7 @@ def _subcommands() -> dict:
   return _parser()._subparsers._group_actions[0].choices
 
 
-@pytest.mark.parametrize("command", ["compare", "strength", "laperm"])
+@pytest.mark.parametrize("command", ["compare", "strength", "laperm", "atlas"])
 def test_every_option_has_help_and_says_its_default(command):
   subparser = _subcommands()[command]
   assert subparser.description, command
@@ -50,6 +50,9 @@ BAD_CALLS = [
   (["strength", "--seeds", "0"], "seeds must be an int >= 1"),
   (["laperm", "--sync-period", "0"], "sync_period must be an int >= 1"),
   (["laperm", "--seeds", "1"], "The paired tests need two samples"),
+  (["atlas", "--grid", "huge"], "invalid choice: 'huge'"),
+  (["atlas", "--seeds", "2"], "seeds must be an int >= 3"),
+  (["atlas", "--cells", "vgg"], "cells must name cells of the 'default' grid"),
 ]
 
 

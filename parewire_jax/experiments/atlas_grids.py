@@ -23,7 +23,13 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from parewire_jax._checks import check_choice, check_int
-from parewire_jax.experiments.settings import INITIALIZERS, CompareConfig
+from parewire_jax.experiments.settings import (
+  INITIALIZERS,
+  CompareConfig,
+  check_batch_size,
+  check_compare_config,
+  train_size,
+)
 
 
 class AtlasCell(NamedTuple):
@@ -106,6 +112,8 @@ def _smoke_grid() -> list[AtlasCell]:
 
 
 GRIDS = ("default", "paper", "smoke")
+# What every cell compares.
+VARIANTS = ("base", "rewired")
 
 
 def atlas_grid(name: str, *, seeds: int | None = None, cells: Sequence[str] | None = None) -> list[AtlasCell]:
@@ -136,3 +144,34 @@ def atlas_grid(name: str, *, seeds: int | None = None, cells: Sequence[str] | No
     check_int(seeds, "seeds", minimum=3)
     grid = [cell._replace(config=cell.config._replace(seeds=seeds)) for cell in grid]
   return grid
+
+
+def check_atlas_cells(cells: Sequence[AtlasCell]) -> None:
+  """Raises ValueError unless ``cells`` are distinct, well-named, valid ``compare`` runs of base against rewired.
+
+  Each cell needs at least 3 seeds (the spread ratio's test) and a batch
+  that fits its training data; the error names the cell.
+
+  >>> check_atlas_cells(atlas_grid("smoke") * 2)
+  Traceback (most recent call last):
+  ValueError: cells must have distinct names; repeated: 'mlp-2x32', 'mlp-4x32'.
+  """
+  if not cells:
+    raise ValueError("cells must hold at least one AtlasCell, got none.")
+  names = [cell.name for cell in cells]
+  repeated = sorted({n for n in names if names.count(n) > 1})
+  if repeated:
+    raise ValueError(f"cells must have distinct names; repeated: {', '.join(map(repr, repeated))}.")
+  for cell in cells:
+    if not cell.name or not all(ch.isalnum() or ch in "-_." for ch in cell.name) or cell.name.startswith("."):
+      raise ValueError(
+        f"a cell's name must be a non-empty directory name of letters, digits, '-', '_', '.'; got {cell.name!r}."
+      )
+    if tuple(cell.config.variants) != VARIANTS:
+      raise ValueError(f"cell {cell.name!r}: variants must be {VARIANTS}, got {tuple(cell.config.variants)}.")
+    try:
+      check_compare_config(cell.config)
+      check_int(cell.config.seeds, "seeds", minimum=3)
+      check_batch_size(cell.config.batch_size, train_size(cell.config.dataset, cell.config.limit_train))
+    except ValueError as error:
+      raise ValueError(f"cell {cell.name!r}: {error}") from None
