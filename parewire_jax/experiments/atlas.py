@@ -14,8 +14,9 @@ the paper's second finding, §4.2). Many cells make many tests, so the
 verdicts use Benjamini–Hochberg q-values over the whole atlas
 (``scipy.stats.false_discovery_control``).
 
-Each cell's ``compare`` outputs live in ``<out>/cells/<name>/``; a finished
-cell is reused when resuming, an interrupted one resumes from its chunks.
+Each cell's ``compare`` results (``results.json``, ``table.md``, the chunks
+of seeds; not its plots) live in ``<out>/cells/<name>/``; a finished cell is
+reused when resuming, an interrupted one resumes from its chunks.
 """
 
 from __future__ import annotations
@@ -328,8 +329,8 @@ def run_atlas(
   Args:
     grid: a grid's name (see :func:`~parewire_jax.experiments.atlas_grids.atlas_grid`)
       or the cells themselves (distinct names, variants ``("base", "rewired")``).
-    out_dir: when given, every cell's ``compare`` outputs go to
-      ``out_dir/cells/<name>/`` as it finishes, and the atlas's to
+    out_dir: when given, every cell's ``compare`` results (not its plots)
+      go to ``out_dir/cells/<name>/`` as it finishes, and the atlas's to
       ``atlas.json``, ``atlas.md`` and ``atlas.png``.
     resume: reuse the cells an earlier run finished in ``out_dir`` (its
       ``results.json`` must record the same settings and JAX version and
@@ -401,6 +402,7 @@ def run_atlas(
         out_dir=None if cells_dir is None else cells_dir / cell.name,
         resume=resume,
         progress=bar,
+        plots=False,  # the atlas draws one picture of all cells; `compare` draws a cell's own
       )
       seconds = time.perf_counter() - started if cells_dir is None else sum(outcome.train_seconds.values())
       per_seed = {v: cell_metrics(outcome.results[v].val_acc, outcome.results[v].val_loss) for v in VARIANTS}

@@ -125,6 +125,7 @@ def run_compare(
   out_dir: str | pathlib.Path | None = None,
   resume: bool = False,
   progress: bool | TrainingProgress = False,
+  plots: bool = True,
 ) -> CompareResult:
   """Trains every variant from the same seeds and compares each with ``base`` (§4.1–4.3).
 
@@ -149,6 +150,8 @@ def run_compare(
     progress: show a progress bar over the training steps of every variant;
       or a :class:`~parewire_jax.experiments.progress.TrainingProgress` bar
       that counts this run's steps among others', left open.
+    plots: with ``out_dir``, draw the plots too (``results.json`` and
+      ``table.md`` are always written).
 
   Returns:
     A :class:`CompareResult`.
@@ -216,12 +219,14 @@ def run_compare(
   )
   outcome = CompareResult(config, results, metrics, analysis, table, seconds, {} if store is None else store.resumed)
   if out_dir is not None:
-    write_compare_outputs(outcome, dataset, out_dir)
+    write_compare_outputs(outcome, dataset, out_dir, plots=plots)
   return outcome
 
 
-def write_compare_outputs(outcome: CompareResult, dataset: Dataset, out_dir: str | pathlib.Path) -> None:
-  """``results.json``, ``table.md`` and the plots of a :func:`run_compare` outcome."""
+def write_compare_outputs(
+  outcome: CompareResult, dataset: Dataset, out_dir: str | pathlib.Path, *, plots: bool = True
+) -> None:
+  """``results.json``, ``table.md`` and (with ``plots``) the plots of a :func:`run_compare` outcome."""
   out = pathlib.Path(out_dir)
   out.mkdir(parents=True, exist_ok=True)
   config = outcome.config
@@ -247,6 +252,8 @@ def write_compare_outputs(outcome: CompareResult, dataset: Dataset, out_dir: str
   }
   report_lib.write_json(out / "results.json", payload)
   (out / "table.md").write_text(outcome.table + "\n")
+  if not plots:
+    return
   report_lib.plot_curves(outcome.results, out / "curves.png")
   report_lib.plot_per_seed(outcome.metrics, out / "per_seed.png")
   report_lib.plot_strength_vs_accuracy(outcome.results, out / "strength_vs_accuracy.png")
