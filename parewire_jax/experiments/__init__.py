@@ -22,6 +22,11 @@ _EXPORTS = {
   "CompareConfig": "settings",
   "LaPermConfig": "settings",
   "TrainConfig": "settings",
+  "AtlasResult": "atlas",
+  "CellResult": "atlas",
+  "run_atlas": "atlas",
+  "AtlasCell": "atlas_grids",
+  "atlas_grid": "atlas_grids",
   "ChunkStore": "checkpoint",
   "CompareResult": "compare",
   "StrengthResult": "compare",
@@ -42,7 +47,11 @@ _EXPORTS = {
   "MetricReport": "report",
   "select_best_epoch": "report",
   "Comparison": "stats",
+  "PairedEffect": "stats",
+  "SpreadRatio": "stats",
   "Summary": "stats",
+  "paired_effect": "stats",
+  "spread_ratio": "stats",
   "TrainResult": "train",
   "concatenate_results": "train",
   "train_seeds": "train",
@@ -51,6 +60,15 @@ _EXPORTS = {
 __getattr__, __dir__, __all__ = _lazy.attach(__name__, _EXPORTS)
 
 if TYPE_CHECKING:  # what static tools see (`X as X` re-exports); tests/test_package.py checks it matches _EXPORTS
+  from parewire_jax.experiments.atlas import (
+    AtlasResult as AtlasResult,
+    CellResult as CellResult,
+    run_atlas as run_atlas,
+  )
+  from parewire_jax.experiments.atlas_grids import (
+    AtlasCell as AtlasCell,
+    atlas_grid as atlas_grid,
+  )
   from parewire_jax.experiments.checkpoint import (
     ChunkStore as ChunkStore,
   )
@@ -98,7 +116,11 @@ if TYPE_CHECKING:  # what static tools see (`X as X` re-exports); tests/test_pac
   )
   from parewire_jax.experiments.stats import (
     Comparison as Comparison,
+    PairedEffect as PairedEffect,
+    SpreadRatio as SpreadRatio,
     Summary as Summary,
+    paired_effect as paired_effect,
+    spread_ratio as spread_ratio,
   )
   from parewire_jax.experiments.train import (
     TrainResult as TrainResult,
