@@ -136,7 +136,7 @@ def test_bad_grids_and_cells_are_refused(call, message):
 # --------------------------------------------------------------------------- end to end
 
 # The smoke grid's cells differ in depth; here only in the data order, so the second cell's programs are the
-# first's (XLA's compilation cache, tests/conftest.py) and the test costs one cell's compilations.
+# first's, and the run_compare and run_atlas doctests' (XLA's compilation cache, tests/conftest.py).
 CELLS = [
   AtlasCell(f"mlp-data{seed}", "MLP", atlas_grid("smoke")[0].config._replace(seeds=SEEDS, data_seed=seed))
   for seed in (0, 1)
@@ -221,12 +221,12 @@ def test_resume_refuses_a_cell_run_with_other_settings(atlas_run, tmp_path):
 def test_cli_atlas_resumes_the_smoke_grid_and_prints_the_table(atlas_run, tmp_path, capsys):
   result, out = atlas_run
   shutil.copytree(out, tmp_path / "atlas")
-  argv = ["atlas", "--grid", "smoke", "--seeds", str(SEEDS), "--cells", "mlp-2x32", "--out", str(tmp_path / "atlas")]
-  (tmp_path / "atlas" / "cells" / CELLS[0].name).rename(tmp_path / "atlas" / "cells" / "mlp-2x32")  # the same run
+  argv = ["atlas", "--grid", "smoke", "--seeds", str(SEEDS), "--cells", "mlp-1x16", "--out", str(tmp_path / "atlas")]
+  (tmp_path / "atlas" / "cells" / CELLS[0].name).rename(tmp_path / "atlas" / "cells" / "mlp-1x16")  # the same run
   assert main([*argv, "--resume", "--compilation-cache", "off"]) == 0
   printed = capsys.readouterr().out
   first_row = next(line for line in result.table.splitlines() if line.startswith(f"| {CELLS[0].name} |"))
-  assert first_row.replace(CELLS[0].name, "mlp-2x32").replace("| MLP |", "| MLP depth × width |") in printed
+  assert first_row.replace(CELLS[0].name, "mlp-1x16").replace("| MLP |", "| MLP depth × width |") in printed
   assert "1 cell(s) reused" in printed
 
 

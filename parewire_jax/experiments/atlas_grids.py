@@ -53,7 +53,7 @@ class AtlasCell(NamedTuple):
 # What every cell of the default grid shares: MNIST as in §4.2, CPU-sized.
 DEFAULT_BASE = CompareConfig(seeds=20, epochs=2, limit_train=2000, limit_eval=1000)
 PAPER_BASE = CompareConfig(seeds=100, epochs=10, limit_train=None, limit_eval=None)
-SMOKE_BASE = CompareConfig(dataset="digits", seeds=4, epochs=1, limit_train=256, limit_eval=128, batch_size=64)
+SMOKE_BASE = CompareConfig(dataset="digits", model="mlp", seeds=3, limit_train=256, batch_size=64)
 
 DEPTHS = (2, 4, 8)
 WIDTHS = (64, 256, 1024)
@@ -106,8 +106,8 @@ def _paper_grid() -> list[AtlasCell]:
 
 def _smoke_grid() -> list[AtlasCell]:
   return [
-    AtlasCell("mlp-2x32", "MLP depth × width", SMOKE_BASE._replace(model="mlp", mlp_hidden=(32, 32))),
-    AtlasCell("mlp-4x32", "MLP depth × width", SMOKE_BASE._replace(model="mlp", mlp_hidden=(32,) * 4)),
+    AtlasCell("mlp-1x16", "MLP depth × width", SMOKE_BASE._replace(mlp_hidden=(16,))),
+    AtlasCell("mlp-2x16", "MLP depth × width", SMOKE_BASE._replace(mlp_hidden=(16, 16))),
   ]
 
 
@@ -127,8 +127,8 @@ def atlas_grid(name: str, *, seeds: int | None = None, cells: Sequence[str] | No
 
   >>> [cell.name for cell in atlas_grid("default")][:4]
   ['mlp-2x64', 'mlp-2x256', 'mlp-2x1024', 'mlp-4x64']
-  >>> atlas_grid("smoke", seeds=3)[0].config.seeds
-  3
+  >>> atlas_grid("smoke", seeds=5)[0].config.seeds
+  5
   """
   builders = {"default": lambda: _families(DEFAULT_BASE), "paper": _paper_grid, "smoke": _smoke_grid}
   grid = builders[check_choice(name, GRIDS, "grid")]()
@@ -154,7 +154,7 @@ def check_atlas_cells(cells: Sequence[AtlasCell]) -> None:
 
   >>> check_atlas_cells(atlas_grid("smoke") * 2)
   Traceback (most recent call last):
-  ValueError: cells must have distinct names; repeated: 'mlp-2x32', 'mlp-4x32'.
+  ValueError: cells must have distinct names; repeated: 'mlp-1x16', 'mlp-2x16'.
   """
   if not cells:
     raise ValueError("cells must hold at least one AtlasCell, got none.")
