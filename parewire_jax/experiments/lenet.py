@@ -240,7 +240,7 @@ class LeNet(nn.Module):
   ReLU; those layers then have no bias. ``"none"`` is §4.2's network.
 
   >>> import jax, jax.numpy as jnp
-  >>> variables = LeNet(10, norm="batch").init(jax.random.key(0), jnp.zeros((2, 16, 16, 1)))
+  >>> variables = jax.eval_shape(LeNet(10, norm="batch").init, jax.random.key(0), jnp.zeros((2, 16, 16, 1)))
   >>> sorted(variables), sorted(variables["batch_stats"])
   (['batch_stats', 'params'], ['BatchNorm_0', 'PatchConv_0', 'PatchConv_1'])
   """

@@ -151,7 +151,7 @@ class ResMLP(nn.Module):
   input). Every Dense is a kernel drawn by ``kernel_init``.
 
   >>> import jax, jax.numpy as jnp
-  >>> params = ResMLP(10, width=32, blocks=3).init(jax.random.key(0), jnp.zeros((1, 8, 8, 1)))["params"]
+  >>> params = jax.eval_shape(ResMLP(10, width=32, blocks=3).init, jax.random.key(0), jnp.zeros((1, 8, 8, 1)))["params"]
   >>> len(kernels(params)), params["Dense_0"]["kernel"].shape
   (8, (64, 32))
   """
@@ -215,8 +215,7 @@ class Transformer(nn.Module):
   the MLP's two layers are kernels drawn by ``kernel_init``.
 
   >>> import jax, jax.numpy as jnp
-  >>> model = Transformer(8)
-  >>> params = model.init(jax.random.key(0), jnp.zeros((1, 9), jnp.int32))["params"]
+  >>> params = jax.eval_shape(Transformer(8).init, jax.random.key(0), jnp.zeros((1, 9), jnp.int32))["params"]
   >>> len(kernels(params)), params["Embed_0"]["embedding"].shape, params["position_embedding"].shape
   (13, (16, 48), (9, 48))
   """
