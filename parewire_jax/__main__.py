@@ -100,7 +100,7 @@ def _add_run_arguments(
     type=int,
     nargs="+",
     default=list(defaults.mlp_hidden),
-    help="hidden widths of --model mlp (default: %(default)s)",
+    help="hidden widths of --model mlp; for --model resmlp one width per residual block (default: %(default)s)",
   )
   _add_cache_argument(parser)
 
@@ -171,6 +171,18 @@ def _parser() -> argparse.ArgumentParser:
   )
   c.add_argument("--momentum", type=float, default=d.momentum, help="SGD momentum (default: %(default)s)")
   c.add_argument(
+    "--optimizer",
+    default=d.optimizer,
+    choices=settings.COMPARE_OPTIMIZERS,
+    help="optimizer of every variant, with the cosine schedule of --lr (default: %(default)s)",
+  )
+  c.add_argument(
+    "--norm",
+    default=d.norm,
+    choices=settings.NORMS,
+    help="normalisation layers: batch or layer for --model lenet, layer for --model resmlp (default: %(default)s)",
+  )
+  c.add_argument(
     "--limit-eval",
     type=_count_or_all,
     default=d.limit_eval,
@@ -181,7 +193,8 @@ def _parser() -> argparse.ArgumentParser:
     "--standardize",
     action=argparse.BooleanOptionalAction,
     default=d.standardize,
-    help="standardize images per channel with the mean and std of the whole training split (default: %(default)s)",
+    help="standardize images per channel with the mean and std of the whole training split; token sequences "
+    "(--dataset pointer) are never standardized (default: %(default)s)",
   )
   c.add_argument(
     "--num-draws", type=int, default=d.num_draws, help="candidates of the min_sv/max_sv searches (default: %(default)s)"
@@ -319,6 +332,8 @@ def _compare_config(args: argparse.Namespace) -> settings.CompareConfig:
     mlp_hidden=tuple(args.mlp_hidden),
     equal_var=args.student,
     track_gradients=args.gradients,
+    norm=args.norm,
+    optimizer=args.optimizer,
   )
 
 

@@ -515,7 +515,7 @@ def test_missing_without_download_explains(tmp_path, no_hub, name, expected):
 @pytest.mark.parametrize(
   "kwargs,match",
   [
-    ({"name": "imagenet"}, "name must be one of digits, mnist, fashion_mnist, cifar10; got 'imagenet'"),
+    ({"name": "imagenet"}, "name must be one of digits, mnist, fashion_mnist, cifar10, pointer; got 'imagenet'"),
     ({"name": "digits", "val_seed": -1}, "val_seed must be an int"),
     ({"name": "digits", "val_seed": 1.5}, "val_seed must be an int"),
     ({"name": "digits", "val_seed": 2**32}, r"val_seed must be an int in \[0, 2\*\*32\)"),

@@ -14,10 +14,15 @@ from parewire_jax import _lazy
 
 # Public name -> the module that defines it.
 _EXPORTS = {
+  "COMPARE_OPTIMIZERS": "settings",
   "DATASETS": "settings",
   "INITIALIZERS": "settings",
   "MODELS": "settings",
+  "MODEL_NORMS": "settings",
+  "NORMS": "settings",
   "OPTIMIZERS": "settings",
+  "SEQUENCE_DATASETS": "settings",
+  "SEQUENCE_MODELS": "settings",
   "VARIANTS": "settings",
   "CompareConfig": "settings",
   "LaPermConfig": "settings",
@@ -37,6 +42,7 @@ _EXPORTS = {
   "DownloadError": "downloads",
   "default_data_dir": "data",
   "load_dataset": "data",
+  "pointer_sequences": "data",
   "LaPermResult": "laperm_demo",
   "run_laperm": "laperm_demo",
   "base_initializer": "models",
@@ -83,6 +89,7 @@ if TYPE_CHECKING:  # what static tools see (`X as X` re-exports); tests/test_pac
     MissingDatasetError as MissingDatasetError,
     default_data_dir as default_data_dir,
     load_dataset as load_dataset,
+    pointer_sequences as pointer_sequences,
   )
   from parewire_jax.experiments.downloads import (
     DownloadError as DownloadError,
@@ -105,10 +112,15 @@ if TYPE_CHECKING:  # what static tools see (`X as X` re-exports); tests/test_pac
     select_best_epoch as select_best_epoch,
   )
   from parewire_jax.experiments.settings import (
+    COMPARE_OPTIMIZERS as COMPARE_OPTIMIZERS,
     DATASETS as DATASETS,
     INITIALIZERS as INITIALIZERS,
+    MODEL_NORMS as MODEL_NORMS,
     MODELS as MODELS,
+    NORMS as NORMS,
     OPTIMIZERS as OPTIMIZERS,
+    SEQUENCE_DATASETS as SEQUENCE_DATASETS,
+    SEQUENCE_MODELS as SEQUENCE_MODELS,
     VARIANTS as VARIANTS,
     CompareConfig as CompareConfig,
     LaPermConfig as LaPermConfig,

@@ -83,7 +83,7 @@ def training_fingerprint(config: CompareConfig, dataset: Dataset) -> dict[str, A
     "device_kind": jax.devices()[0].device_kind,
     "x64": bool(jax.config.read("jax_enable_x64")),
   }
-  return {
+  fingerprint = {
     "train": train,
     "dataset": config.dataset,
     "model": config.model,
@@ -96,12 +96,17 @@ def training_fingerprint(config: CompareConfig, dataset: Dataset) -> dict[str, A
     "data_digest": dataset_digest(dataset),
     "environment": environment,
   }
+  # Recorded only when set, so that chunks saved before the field existed (all without a norm) still resume.
+  # (CompareConfig.optimizer is train.optimizer, which was always recorded.)
+  if config.norm != "none":
+    fingerprint["norm"] = config.norm
+  return fingerprint
 
 
 def build(config: CompareConfig, variant: str, num_classes: int) -> nn.Module:
   """The model of ``config`` with every kernel drawn by ``config.init`` in ``variant``."""
   kernel_init = models_lib.kernel_initializer(config.init, variant, num_draws=config.num_draws)
-  return models_lib.build_model(config.model, num_classes, kernel_init, mlp_hidden=config.mlp_hidden)
+  return models_lib.build_model(config.model, num_classes, kernel_init, mlp_hidden=config.mlp_hidden, norm=config.norm)
 
 
 def _first_seed_kernels(config: CompareConfig, dataset: Dataset) -> tuple[str, dict[str, np.ndarray]]:
@@ -210,8 +215,10 @@ def run_compare(
   metrics = {variant: report_lib.per_seed_metrics(result) for variant, result in results.items()}
   analysis = report_lib.analyze(metrics, equal_var=config.equal_var)
   test = "Student" if config.equal_var else "Welch"
+  model = config.model + ("" if config.norm == "none" else f" ({config.norm} norm)")
+  optimizer = "" if config.optimizer == "sgd" else f", {config.optimizer}"
   table = (
-    f"{config.dataset} / {config.model} / {config.init}: {config.seeds} seeds, {config.epochs} epoch(s); "
+    f"{config.dataset} / {model} / {config.init}: {config.seeds} seeds, {config.epochs} epoch(s){optimizer}; "
     f"p: {test} t-test (mean) and Kruskal–Wallis (median) vs base\n\n"
     + report_lib.markdown_table(analysis)
     + "\n\npaired by seed (variant − base), and the spread over seeds (std ratio, Brown–Forsythe test):\n\n"

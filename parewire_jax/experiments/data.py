@@ -18,6 +18,9 @@ Where the data comes from, in order of preference:
 * ``"cifar10"``: ``cifar-10-python.tar.gz`` (or its extracted
   ``cifar-10-batches-py/``) in ``<data_dir>/cifar10/``, else a download.
 * ``"digits"``: scikit-learn's bundled 8×8 digits (offline, 1797 images).
+* ``"pointer"``: a synthetic sequence task generated here from a fixed seed
+  (:func:`pointer_sequences`), no files: int32 token sequences instead of
+  images, for the sequence models.
 
 The files are read by :mod:`parewire_jax.experiments.formats`; downloads
 (mirrors, checksums, ``$PAREWIRE_DATA_URL``) are
@@ -36,7 +39,7 @@ import numpy as np
 
 from parewire_jax._checks import check_choice, check_int
 from parewire_jax.experiments import downloads, formats
-from parewire_jax.experiments.settings import DATASETS
+from parewire_jax.experiments.settings import DATASETS, TRAIN_SIZES
 
 DATA_DIR_ENV = "PAREWIRE_DATA"
 
@@ -45,7 +48,9 @@ class Dataset(NamedTuple):
   """Train/validation/test splits of one dataset.
 
   Images are float32 of shape ``(N, H, W, C)``, in [0, 1] or standardized
-  (see :func:`load_dataset`); labels are int32 in ``[0, num_classes)``.
+  (see :func:`load_dataset`); the sequences of a sequence dataset
+  (``"pointer"``) are int32 tokens of shape ``(N, L)``. Labels are int32 in
+  ``[0, num_classes)``.
 
   >>> ds = load_dataset("digits")
   >>> ds.x_train.shape, ds.x_train.dtype, ds.num_classes
@@ -208,6 +213,52 @@ def _load_digits() -> formats.RawData:
   return formats.RawData(x[:split], y[:split], x[split:], y[split:], 16, 10)
 
 
+# The pointer task: position 0 holds a pointer token, positions 1..8 content tokens; the label is the content
+# token the pointer points at. Content tokens 0..7 are the classes; pointer tokens 8..15 point at positions 1..8,
+# so the two kinds never share an embedding row.
+POINTER_POSITIONS = 8
+POINTER_VOCABULARY = 2 * POINTER_POSITIONS
+_POINTER_SEED = 20_240_817
+_POINTER_EVAL_SIZE = 2000
+
+
+def pointer_sequences(num: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+  """``num`` sequences of the pointer task drawn with ``seed``: tokens ``(num, 9)`` and labels ``(num,)``, int32.
+
+  Position 0 holds the pointer token ``7 + p`` for a position ``p`` in
+  [1, 8]; positions 1 to 8 hold content tokens in [0, 8), uniform and
+  independent; the label is the content token at position ``p``, one of 8
+  classes (chance 12.5 %). Solving it takes attention from position 0 to a
+  position its token names: no single position or token count predicts the
+  label. Drawn by ``np.random.RandomState``, whose stream is fixed across
+  NumPy versions.
+
+  >>> tokens, labels = pointer_sequences(3, seed=0)
+  >>> tokens.shape, bool((labels == tokens[np.arange(3), tokens[:, 0] - 7]).all())
+  ((3, 9), True)
+  """
+  rng = np.random.RandomState(seed)
+  content = rng.randint(0, POINTER_POSITIONS, size=(num, POINTER_POSITIONS))
+  position = rng.randint(1, POINTER_POSITIONS + 1, size=num)
+  tokens = np.concatenate([(position + POINTER_POSITIONS - 1)[:, None], content], axis=1).astype(np.int32)
+  return tokens, content[np.arange(num), position - 1].astype(np.int32)
+
+
+def _load_pointer(limit_train: int | None, limit_eval: int | None) -> Dataset:
+  """The pointer task's fixed splits: 16 384 training, 2000 validation and 2000 test sequences."""
+  num_train = TRAIN_SIZES["pointer"]
+  tokens, labels = pointer_sequences(num_train + 2 * _POINTER_EVAL_SIZE, _POINTER_SEED)
+  splits = {
+    "train": (slice(0, num_train), limit_train),
+    "val": (slice(num_train, num_train + _POINTER_EVAL_SIZE), limit_eval),
+    "test": (slice(num_train + _POINTER_EVAL_SIZE, None), limit_eval),
+  }
+  arrays = {}
+  for split, (rows, limit) in splits.items():
+    arrays[f"x_{split}"], arrays[f"y_{split}"] = tokens[rows][:limit], labels[rows][:limit]
+  return Dataset(name="pointer", num_classes=POINTER_POSITIONS, **arrays)
+
+
 # ----------------------------------------------------------------------------
 # Splits.
 
@@ -265,8 +316,15 @@ def load_dataset(
       (for MNIST ≈ 0.1307 and 0.3081): background pixels become negative
       instead of 0, so a neuron's strength acts on every input.
 
+  ``"pointer"`` is generated, not loaded (:func:`pointer_sequences`, a fixed
+  seed): 16 384 training, 2000 validation and 2000 test sequences, each
+  split drawn once, so ``data_dir``, ``download`` and ``val_seed`` do not
+  apply, and neither does ``standardize``: tokens are categories, not
+  intensities, and are returned as they are.
+
   Returns:
-    A :class:`Dataset`; images float32 NHWC (in [0, 1] unless standardized), labels int32.
+    A :class:`Dataset`; images float32 NHWC (in [0, 1] unless standardized), or
+    int32 token sequences for ``"pointer"``; labels int32.
 
   Raises:
     MissingDatasetError: the dataset is missing and ``download`` is False.
@@ -279,12 +337,17 @@ def load_dataset(
   >>> x = load_dataset("digits", standardize=True).x_train
   >>> bool(abs(x.mean()) < 1e-6), round(float(x.std()), 4)
   (True, 1.0)
+  >>> ds = load_dataset("pointer", limit_eval=500)
+  >>> ds.x_train.shape, ds.x_train.dtype, ds.x_test.shape, ds.num_classes
+  ((16384, 9), dtype('int32'), (500, 9), 8)
   """
   check_choice(name, DATASETS, "name")
   if check_int(val_seed, "val_seed", minimum=0) >= 2**32:  # RandomState's seed range
     raise ValueError(f"val_seed must be an int in [0, 2**32), got {val_seed!r}.")
   check_int(limit_train, "limit_train", allow_none=True)
   check_int(limit_eval, "limit_eval", allow_none=True)
+  if name == "pointer":
+    return _load_pointer(limit_train, limit_eval)
   directory = (pathlib.Path(data_dir).expanduser() if data_dir is not None else default_data_dir()) / name
 
   if name == "digits":

@@ -26,8 +26,11 @@ within float32 rounding):
   (adding a constant and ReLU are monotone), and so do the gradients, ties
   included.
 
-``benchmarks/bench_lenet.py`` measures the training step of both and the
-machine's matrix-product throughput.
+``LeNet(norm="batch")`` and ``LeNet(norm="layer")`` add a BatchNorm or a
+LayerNorm after every convolution and the hidden dense layer, before its
+ReLU, for the normalisation axis of the experiments (§4 trains the plain
+LeNet, ``norm="none"``). ``benchmarks/bench_lenet.py`` measures the training
+step of both and the machine's matrix-product throughput.
 """
 
 from __future__ import annotations
@@ -172,26 +175,55 @@ def _pool_backward(residuals: tuple[Array, Array], g: Array) -> tuple[Array]:
 max_pool_2x2.defvjp(_pool_forward, _pool_backward)
 
 
+def norm_layer(norm: str, train: bool, feature_axis: int, reduction_axes: tuple[int, ...]) -> nn.Module:
+  """The normalisation ``norm`` (``"batch"`` or ``"layer"``) of activations with features on ``feature_axis``.
+
+  BatchNorm takes PyTorch's defaults (momentum 0.1 there, 0.9 here; epsilon
+  1e-5), as ResNet-18's: batch statistics when ``train``, running averages
+  (the ``batch_stats`` collection) otherwise. LayerNorm normalises each
+  example over ``reduction_axes``, the feature axis among them. Both scale
+  and shift each feature (one scale and one shift per channel of a
+  convolution).
+
+  >>> import jax, jax.numpy as jnp
+  >>> layer = norm_layer("layer", False, feature_axis=-1, reduction_axes=(-1,))
+  >>> y, _ = layer.init_with_output(jax.random.key(0), jnp.arange(6.0).reshape(2, 3))
+  >>> [round(float(v), 3) for v in y[0]]
+  [-1.225, 0.0, 1.225]
+  """
+  if norm == "batch":
+    return nn.BatchNorm(use_running_average=not train, axis=feature_axis, momentum=0.9, epsilon=1e-5)
+  if norm == "layer":
+    return nn.LayerNorm(epsilon=1e-5, reduction_axes=reduction_axes, feature_axes=feature_axis)
+  raise ValueError(f"norm must be 'batch' or 'layer', got {norm!r}.")
+
+
 class ConvPoolReLU(nn.Module):
   """One convolutional stage of :class:`LeNet`: valid 5×5 convolution, 2×2 max pooling, bias, ReLU.
 
   Equals ``max_pool(relu(nn.Conv(features, (5, 5), padding="VALID")(x)))``
   on ``(C, H, W, B)`` activations; its parameters ``kernel (5, 5, C,
   features)`` and ``bias (features,)`` are ``nn.Conv``'s, created in the same
-  order.
+  order. With ``norm`` (``"batch"`` or ``"layer"``, see :func:`norm_layer`)
+  the convolution has no bias, the norm's shift takes its place, and the
+  stage is ``max_pool(relu(norm(conv(x))))``.
   """
 
   features: int
   kernel_init: Initializer
   shared_input: bool = False  # see conv_valid
+  norm: str = "none"
 
   @nn.compact
-  def __call__(self, x: Array) -> Array:
+  def __call__(self, x: Array, train: bool = False) -> Array:
     kernel = self.param("kernel", self.kernel_init, (5, 5, x.shape[0], self.features), jnp.float32)
-    bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
     y: Array = conv_valid(x, kernel, self.shared_input)  # custom_vjp hides the return type
     y = y[:, : y.shape[1] // 2 * 2, : y.shape[2] // 2 * 2]  # pooling drops an odd last row and column
-    return nn.relu(max_pool_2x2(y) + bias[:, None, None, None])
+    if self.norm == "none":
+      bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
+      return nn.relu(max_pool_2x2(y) + bias[:, None, None, None])
+    # Normalised before pooling, over the whole feature map as after nn.Conv; ReLU then commutes with pooling.
+    return nn.relu(max_pool_2x2(norm_layer(self.norm, train, feature_axis=0, reduction_axes=(0, 1, 2))(y)))
 
 
 class LeNet(nn.Module):
@@ -202,20 +234,34 @@ class LeNet(nn.Module):
   ``PatchConv_0``, ``PatchConv_1`` (the convolutions), ``Dense_0`` and
   ``Dense_1``. On 28×28 inputs the flattened features are 4·4·50 = 800, in
   ``nn.Conv``'s (H, W, C) order.
+
+  ``norm`` ``"batch"`` or ``"layer"`` puts a BatchNorm or LayerNorm
+  (:func:`norm_layer`) after both convolutions and ``Dense_0``, before their
+  ReLU; those layers then have no bias. ``"none"`` is §4.2's network.
+
+  >>> import jax, jax.numpy as jnp
+  >>> variables = jax.eval_shape(LeNet(10, norm="batch").init, jax.random.key(0), jnp.zeros((2, 16, 16, 1)))
+  >>> sorted(variables), sorted(variables["batch_stats"])
+  (['batch_stats', 'params'], ['BatchNorm_0', 'PatchConv_0', 'PatchConv_1'])
   """
 
   num_classes: int
   kernel_init: Initializer = jax.nn.initializers.lecun_normal()
+  norm: str = "none"
 
   @nn.compact
   def __call__(self, x: Array, train: bool = False) -> Array:
-    del train  # no train/eval difference
     _check_image_size(x)
     x = jnp.transpose(x, (3, 1, 2, 0))
     for i, filters in enumerate((20, 50)):
-      x = ConvPoolReLU(filters, self.kernel_init, shared_input=i == 0, name=f"PatchConv_{i}")(x)
+      stage = ConvPoolReLU(filters, self.kernel_init, shared_input=i == 0, norm=self.norm, name=f"PatchConv_{i}")
+      x = stage(x, train)
     x = jnp.transpose(x, (3, 1, 2, 0)).reshape(x.shape[-1], -1)
-    x = nn.relu(nn.Dense(500, kernel_init=self.kernel_init)(x))
+    if self.norm == "none":
+      x = nn.relu(nn.Dense(500, kernel_init=self.kernel_init)(x))
+    else:
+      x = nn.Dense(500, use_bias=False, kernel_init=self.kernel_init)(x)
+      x = nn.relu(norm_layer(self.norm, train, feature_axis=-1, reduction_axes=(-1,))(x))
     return nn.Dense(self.num_classes, kernel_init=self.kernel_init)(x)
 
 

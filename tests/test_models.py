@@ -1,0 +1,215 @@
+"""The models and data of the effect atlas: LeNet's norms, the residual MLP, the transformer, the pointer task.
+
+Every test is sized for 2 CPU cores: tiny widths and datasets, one epoch, and
+one compiled run per model shared by its tests (module-scoped fixtures).
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from helpers import assert_bit_permutation, assert_bits_equal, tiny_dataset
+
+from parewire_jax.experiments import data, models, settings
+from parewire_jax.experiments.compare import CompareConfig, check_compare_config, run_compare, training_fingerprint
+from parewire_jax.experiments.data import Dataset
+from parewire_jax.experiments.lenet import LeNet
+from parewire_jax.experiments.seeds import seed_keys
+from parewire_jax.experiments.steps import eval_batches, make_step_functions
+
+TOKENS = jnp.zeros((1, 9), jnp.int32)
+
+
+def _initial_params(model_for: dict[str, nn.Module], x: jax.Array) -> dict[str, dict]:
+  """The parameters of each variant's model from init seed 0 (eagerly: each kernel shape compiles once)."""
+  return {variant: model.init(jax.random.key(0), x)["params"] for variant, model in model_for.items()}
+
+
+def _assert_rewired_kernels_permute_base(params: dict[str, dict]) -> None:
+  """Each rewired kernel holds its base kernel's values, bit for bit (§3.1 moves weights between neurons, so
+  the values of a column change but those of the whole kernel do not)."""
+  base, rewired = models.kernels(params["base"]), models.kernels(params["rewired"])
+  assert list(rewired) == list(base)
+  for name, kernel in base.items():
+    assert_bit_permutation(rewired[name], kernel)
+    assert not np.array_equal(rewired[name], kernel), name
+
+
+# ---------------------------------------------------------------------------------------------- pointer task
+
+
+def test_pointer_task_is_deterministic_balanced_and_labelled_by_construction():
+  ds = data.load_dataset("pointer")
+  assert (
+    (len(ds.x_train), len(ds.x_val), len(ds.x_test))
+    == (16384, 2000, 2000)
+    == (
+      settings.TRAIN_SIZES["pointer"],
+      2000,
+      2000,
+    )
+  )
+  again = data.load_dataset("pointer", limit_train=100, limit_eval=10)
+  np.testing.assert_array_equal(again.x_train, ds.x_train[:100])
+  np.testing.assert_array_equal(again.y_test, ds.y_test[:10])
+  for x, y in ((ds.x_train, ds.y_train), (ds.x_val, ds.y_val), (ds.x_test, ds.y_test)):
+    assert x.dtype == y.dtype == np.int32 and x.shape[1] == 9
+    pointer = x[:, 0] - 7
+    assert pointer.min() == 1 and pointer.max() == 8
+    assert x[:, 1:].min() == 0 and x[:, 1:].max() == 7  # content tokens never look like pointers
+    np.testing.assert_array_equal(y, x[np.arange(len(x)), pointer])
+    counts = np.bincount(y, minlength=8)
+    assert counts.max() < 1.15 * len(y) / 8 and counts.min() > 0.85 * len(y) / 8
+  assert not np.array_equal(ds.x_val, ds.x_test)  # the splits are distinct draws
+  np.testing.assert_array_equal(data.pointer_sequences(50, 3)[0], data.pointer_sequences(50, 3)[0])
+  assert not np.array_equal(data.pointer_sequences(50, 3)[0], data.pointer_sequences(50, 4)[0])
+  # Tokens are categories: standardize leaves them alone.
+  np.testing.assert_array_equal(data.load_dataset("pointer", standardize=True).x_train, ds.x_train)
+
+
+# ---------------------------------------------------------------------------------------------- transformer
+
+
+@pytest.fixture(scope="module")
+def transformer_run():
+  config = CompareConfig(
+    dataset="pointer",
+    model="transformer",
+    seeds=2,
+    limit_train=128,
+    limit_eval=64,
+    batch_size=64,
+    optimizer="adam",
+    learning_rate=1e-3,
+  )
+  return run_compare(config)
+
+
+def test_transformer_trains_end_to_end(transformer_run):
+  for variant in ("base", "rewired"):
+    result = transformer_run.results[variant]
+    assert result.val_acc.shape == (2, 1) and np.isfinite(result.train_loss).all()
+    # Attention (q, k, v, out) and the MLP of both layers, and the classifier: no embedding.
+    assert len(result.layer_names) == 13 and not any("embed" in name for name in result.layer_names)
+  base, rewired = (transformer_run.results[v].init_mean_variance for v in ("base", "rewired"))
+  assert (rewired < base).all()
+  assert "adam" in transformer_run.table.splitlines()[0]
+
+
+def test_transformer_rewires_attention_and_mlp_kernels_but_not_embeddings():
+  # Every kernel 8×8 (8 classes), as in the resmlp test: the eager rewiring compiles once for both.
+  small = {
+    v: models.Transformer(8, models.kernel_initializer("kaiming_normal", v), d_model=8, num_layers=1, mlp_ratio=1)
+    for v in ("base", "rewired")
+  }
+  params = _initial_params(small, TOKENS)
+  assert sorted(models.kernels(params["base"])) == sorted(
+    [f"SelfAttention_0/{p}/kernel" for p in ("key", "out", "query", "value")] + [f"Dense_{i}/kernel" for i in range(3)]
+  )
+  _assert_rewired_kernels_permute_base(params)
+  for name in ("Embed_0", "position_embedding"):
+    assert_bits_equal(params["rewired"][name], params["base"][name])  # drawn alike, never rewired
+
+
+# ---------------------------------------------------------------------------------------------- residual MLP
+
+
+def test_resmlp_trains_end_to_end():
+  config = CompareConfig(
+    dataset="digits", model="resmlp", seeds=2, batch_size=64, learning_rate=0.05, mlp_hidden=(8,), norm="layer"
+  )
+  outcome = run_compare(config, dataset=tiny_dataset(128))
+  assert outcome.results["rewired"].layer_names == tuple(f"Dense_{i}/kernel" for i in range(4))
+  assert np.isfinite(outcome.results["rewired"].val_loss).all()
+  assert "(layer norm)" in outcome.table.splitlines()[0]
+
+
+def test_resmlp_rewires_every_kernel_and_has_a_pre_layer_norm_per_block():
+  built = {
+    v: models.build_model("resmlp", 8, models.kernel_initializer("kaiming_normal", v), mlp_hidden=(8, 8))
+    for v in ("base", "rewired")
+  }  # every kernel 8×8, as in the transformer test
+  _assert_rewired_kernels_permute_base(_initial_params(built, jnp.zeros((1, 8))))
+  # One LayerNorm per block and one before the classifier; none without a norm.
+  for norm, expected in (("layer", [f"LayerNorm_{i}" for i in range(4)]), ("none", [])):
+    model = models.build_model("resmlp", 3, models.base_initializer("orthogonal"), mlp_hidden=(8, 8, 8), norm=norm)
+    names = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 6, 6, 1)))["params"]
+    assert sorted(n for n in names if n.startswith("LayerNorm")) == expected
+
+
+# ---------------------------------------------------------------------------------------------- LeNet norms
+
+
+def _images16(n: int) -> Dataset:
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(n + 64, 16, 16, 1)).astype(np.float32)
+  y = rng.integers(0, 3, n + 64).astype(np.int32)
+  return Dataset("images16", x[:n], y[:n], x[n:], y[n:], x[n:], y[n:], 3)
+
+
+def test_lenet_batch_norm_state_is_carried_through_training_and_used_by_evaluation():
+  ds = _images16(128)
+  model = LeNet(3, models.base_initializer("kaiming_normal"), norm="batch")
+  x, y = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train)
+  fns = make_step_functions(
+    model, optax.sgd(0.01), x[:1], seeds_per_vmap=None, track_gradients=False, laperm_evaluation=False
+  )
+  params, state, opt_state, counts, _, _ = fns.init(seed_keys([0, 1]), x[:1])
+  assert sorted(state["batch_stats"]) == ["BatchNorm_0", "PatchConv_0", "PatchConv_1"]
+  assert "bias" not in params["PatchConv_0"] and "bias" not in params["Dense_0"]  # the norm's shift replaces it
+  carry, loss, _, _ = fns.segment(((params, state, opt_state), counts), x, y, jnp.arange(128).reshape(2, 64))
+  (trained, trained_state, _), _ = carry
+  assert np.isfinite(loss).all()
+  running_mean = trained_state["batch_stats"]["PatchConv_0"]["BatchNorm_0"]["mean"]
+  assert running_mean.shape == (2, 20) and not np.allclose(running_mean, 0)  # batch statistics were folded in
+  val = eval_batches(ds.x_val, ds.y_val, 64)
+  with_running, without = fns.evaluate(trained, trained_state, *val), fns.evaluate(trained, state, *val)
+  assert not np.allclose(with_running[0], without[0])  # evaluation reads the carried running averages
+
+
+def test_lenet_layer_norm_normalises_each_example_and_keeps_no_state():
+  model = LeNet(3, models.base_initializer("kaiming_normal"), norm="layer")
+  x = jnp.asarray(_images16(4).x_train[:4])
+  variables = jax.jit(model.init)(jax.random.key(0), x)
+  assert sorted(variables) == ["params"]
+  assert variables["params"]["PatchConv_1"]["LayerNorm_0"]["scale"].shape == (50,)  # one per channel
+  assert variables["params"]["LayerNorm_0"]["scale"].shape == (500,)
+  # LayerNorm is per example: an example's logits do not depend on the rest of the batch.
+  apply = jax.jit(model.apply)
+  np.testing.assert_array_equal(apply(variables, x)[0], apply(variables, x.at[1:].set(0.0))[0])
+
+
+# ---------------------------------------------------------------------------------------------- settings
+
+
+@pytest.mark.parametrize(
+  "bad, match",
+  [
+    (dict(model="transformer"), "model 'transformer' takes token sequences but dataset 'mnist' holds images"),
+    (dict(dataset="pointer"), "model 'lenet' takes images but dataset 'pointer' holds token sequences"),
+    (dict(dataset="pointer", model="mlp"), "model 'mlp' takes images"),
+    (dict(norm="group"), "norm must be one of"),
+    (dict(model="mlp", norm="batch"), "norm 'batch' is not available for model 'mlp'"),
+    (dict(model="resmlp", norm="batch"), "norm 'batch' is not available for model 'resmlp'"),
+    (dict(model="transformer", dataset="pointer", norm="layer"), "not available for model 'transformer'"),
+    (dict(model="resmlp", mlp_hidden=(8, 16)), "one width repeated once per residual block"),
+    (dict(optimizer="laperm_adam"), "optimizer must be one of"),
+  ],
+)
+def test_impossible_combinations_are_refused(bad, match):
+  with pytest.raises(ValueError, match=match):
+    check_compare_config(CompareConfig(**bad))
+
+
+def test_new_fields_come_last_and_leave_old_fingerprints_unchanged():
+  assert CompareConfig._fields[-2:] == ("norm", "optimizer")
+  assert CompareConfig(model="transformer", dataset="pointer", optimizer="adam").train_config().optimizer == "adam"
+  ds = tiny_dataset(64)
+  # A run without a norm records what runs recorded before the field existed, so their chunks still resume.
+  old = training_fingerprint(CompareConfig(), ds)
+  assert "norm" not in old and old["train"]["optimizer"] == "sgd"
+  assert training_fingerprint(CompareConfig(norm="layer"), ds)["norm"] == "layer"
