@@ -11,7 +11,8 @@ trained from the same seeds with the base initializer and rewired. Like
   without normalisation, with BatchNorm and with LayerNorm; LeNet with each
   of the paper's other three initializers; a residual MLP with pre-LayerNorm;
   a small pre-LayerNorm transformer on the synthetic ``pointer`` task. 20
-  seeds, 2 epochs on 2000 MNIST training images, 1000 validation images.
+  seeds, 2 epochs of SGD on 2000 training examples (standardized MNIST
+  images, or pointer sequences), 1000 validation examples.
 * ``"paper"``: the same families at the paper's scale (100 seeds, the whole
   of MNIST, 10 epochs) plus ResNet-18 on CIFAR-10 (Table 3): a GPU job.
 * ``"smoke"``: two tiny cells on the bundled digits, to try the command.
@@ -78,19 +79,13 @@ def _families(base: CompareConfig) -> list[AtlasCell]:
   cells.append(
     AtlasCell("resmlp-4x256", "residual MLP", base._replace(model="resmlp", mlp_hidden=(256,) * 4, norm="layer"))
   )
-  # The transformer's own data; Adam, as transformers are trained (SGD barely moves it in 2 epochs).
+  # The transformer's own data, trained like every other cell (with Adam at 1e-3 the pointer task is solved in
+  # one epoch by base and rewired alike, which says nothing about either).
   cells.append(
     AtlasCell(
       "transformer-pointer",
       "transformer",
-      base._replace(
-        dataset="pointer",
-        model="transformer",
-        optimizer="adam",
-        learning_rate=1e-3,
-        standardize=False,
-        limit_train=8192,
-      ),
+      base._replace(dataset="pointer", model="transformer", standardize=False),
     )
   )
   return cells
