@@ -254,12 +254,12 @@ def plot_atlas(result: AtlasResult, path: str | pathlib.Path) -> None:
   image = ax.imshow(np.clip(values, -4, 4), cmap="RdBu", vmin=-4, vmax=4, aspect="auto")
   for i, cell in enumerate(cells):
     q = result.q_values[cell.cell.name]
-    for j, m in enumerate(METRICS):
-      e = cell.effects[m]
-      text = f"{e.mean:+.2f}" if m.endswith("acc") else f"{e.mean:+.3f}"
-      ax.text(j, i, text + ("*" if q[m] < result.alpha else ""), ha="center", va="center", fontsize=8)
-    star = "*" if q["spread"] < result.alpha else ""
-    ax.text(len(METRICS), i, f"{cell.spread.ratio:.2f}×{star}", ha="center", va="center", fontsize=8)
+    texts = [f"{cell.effects[m].mean:+.2f}" if m.endswith("acc") else f"{cell.effects[m].mean:+.3f}" for m in METRICS]
+    texts.append(f"{cell.spread.ratio:.2f}×")
+    for j, (test, text) in enumerate(zip(TESTS, texts, strict=True)):
+      star = "*" if q[test] < result.alpha else ""
+      colour = "white" if abs(values[i, j]) > 2.5 else "black"  # readable on the darkest blues and reds
+      ax.text(j, i, text + star, ha="center", va="center", fontsize=8, color=colour)
   ax.set_xticks(range(len(TESTS)))
   ax.set_xticklabels(
     [
