@@ -205,7 +205,7 @@ def train_seeds(
       parameters (a leading axis with one row per seed of ``chunk_seeds``;
       with LaPerm the exactly synchronised ones), e.g. to check or record
       them.
-    load_chunk: called with each chunk's init seeds before training it; a
+    load_chunk: called with each chunk's init seeds before training any; a
       :class:`TrainResult` it returns (for exactly these seeds and
       ``config.epochs``) is used instead of training the chunk, and
       ``inspect`` is not called for it (resuming, see
@@ -241,6 +241,9 @@ def train_seeds(
   segments = segments_per_epoch(steps_per_epoch, config.segments_per_epoch)
   tx = make_optimizer(config, steps_per_epoch)
   chunk = config.seeds_per_chunk or len(seeds)
+  chunks = [seeds[start : start + chunk] for start in range(0, len(seeds), chunk)]
+  # Every saved chunk is looked up before any device is touched, so a refused one fails at once.
+  saved_chunks = [None if load_chunk is None else load_chunk(chunk_seeds) for chunk_seeds in chunks]
   share, devices = device_shares(chunk, available_devices(config.devices))
   padded_chunk = share * devices  # every chunk is padded to this, so all reuse the same compiled code
   mesh = seed_mesh(devices)
@@ -269,9 +272,7 @@ def train_seeds(
 
   compiled_ahead = False  # for the first trained chunk; every chunk has the same shapes
   results: list[TrainResult] = []
-  for start in range(0, len(seeds), chunk):
-    chunk_seeds = seeds[start : start + chunk]
-    saved = load_chunk(chunk_seeds) if load_chunk is not None else None
+  for chunk_seeds, saved in zip(chunks, saved_chunks, strict=True):
     if saved is not None:
       saved_seeds = np.asarray(saved.seeds).tolist()
       if saved_seeds != chunk_seeds or np.shape(saved.val_acc) != (len(chunk_seeds), config.epochs):
