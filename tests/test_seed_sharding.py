@@ -51,15 +51,15 @@ def dataset():
 
 @pytest.fixture(scope="module")
 def runs(dataset, tmp_path_factory):
-  """devices -> (the rewired variant of CONFIG trained on that many devices, the directory of its chunks)."""
+  """devices -> (the base variant of CONFIG trained on that many devices, the directory of its chunks)."""
   assert len(jax.devices()) == 8
   outcomes = {}
   for devices in DEVICE_COUNTS:
     chunks = tmp_path_factory.mktemp(f"devices{devices}") / "chunks"
     store = ChunkStore(chunks, training_fingerprint(CONFIG, dataset))
     config = CONFIG._replace(devices=devices).train_config()
-    model = build(CONFIG, "rewired", dataset.num_classes)
-    save = functools.partial(store.save, "rewired")
+    model = build(CONFIG, "base", dataset.num_classes)
+    save = functools.partial(store.save, "base")
     outcomes[devices] = train_seeds(model, dataset, range(CONFIG.seeds), config, save_chunk=save), chunks
   return outcomes
 
@@ -88,7 +88,7 @@ def test_default_vectorization_agrees_to_float_rounding(dataset, runs):
   assert [result.seeds.tolist() for result in outcome.results.values()] == [list(range(CONFIG.seeds))] * 2
   for field in EXACT + ROUNDED:
     np.testing.assert_allclose(
-      getattr(outcome.results["rewired"], field), getattr(runs[1][0], field), rtol=1e-5, atol=1e-6, err_msg=field
+      getattr(outcome.results["base"], field), getattr(runs[1][0], field), rtol=1e-5, atol=1e-6, err_msg=field
     )
 
 
@@ -96,20 +96,20 @@ def test_default_vectorization_agrees_to_float_rounding(dataset, runs):
 def test_chunks_resume_on_another_number_of_devices(dataset, runs, tmp_path, saved_on, resumed_on):
   saved, chunks = runs[saved_on]
   shutil.copytree(chunks, tmp_path / "chunks")
-  (tmp_path / "chunks" / "rewired_seeds_3-4.npz").unlink()  # trained again, on the other device count
+  (tmp_path / "chunks" / "base_seeds_3-4.npz").unlink()  # trained again, on the other device count
   config = CONFIG._replace(devices=resumed_on)
   store = ChunkStore(tmp_path / "chunks", training_fingerprint(config, dataset), resume=True)
-  model = build(config, "rewired", dataset.num_classes)
-  load = functools.partial(store.load, "rewired")
+  model = build(config, "base", dataset.num_classes)
+  load = functools.partial(store.load, "base")
   resumed = train_seeds(model, dataset, range(config.seeds), config.train_config(), load_chunk=load)
-  assert store.resumed == {"rewired": [[0, 1, 2]]}
+  assert store.resumed == {"base": [[0, 1, 2]]}
   for field in EXACT:
     np.testing.assert_array_equal(getattr(resumed, field), getattr(saved, field), err_msg=field)
 
 
 def test_training_has_no_cross_device_collective(dataset):
   config = CONFIG.train_config()
-  model = build(CONFIG, "rewired", dataset.num_classes)
+  model = build(CONFIG, "base", dataset.num_classes)
   x = dataset.x_train[:1]
   fns = make_step_functions(
     model,
