@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Sequence
 
+from parewire_jax._checks import check_int
 from parewire_jax.experiments import settings
 
 
@@ -84,6 +85,40 @@ def _add_run_arguments(
     default=defaults.seeds_per_vmap,
     metavar="N",
     help="within a chunk, vectorize N seeds together (default: the whole chunk)",
+  )
+  parser.add_argument(
+    "--devices",
+    type=int,
+    default=defaults.devices,
+    metavar="N",
+    help="shard every chunk's seeds over the first N devices of jax.devices(), each training its own seeds "
+    "(default: all devices, of every process with --distributed)",
+  )
+  parser.add_argument(
+    "--distributed",
+    action="store_true",
+    help="one process of a multi-host run: call jax.distributed.initialize first; every process runs the same "
+    "command, process 0 writes the outputs (default: off)",
+  )
+  parser.add_argument(
+    "--coordinator-address",
+    default=None,
+    metavar="HOST:PORT",
+    help="with --distributed: process 0's address (default: detected from the cluster environment)",
+  )
+  parser.add_argument(
+    "--num-processes",
+    type=int,
+    default=None,
+    metavar="N",
+    help="with --distributed: the number of processes (default: detected from the cluster environment)",
+  )
+  parser.add_argument(
+    "--process-id",
+    type=int,
+    default=None,
+    metavar="I",
+    help="with --distributed: this process's index, 0 to N-1 (default: detected from the cluster environment)",
   )
   parser.add_argument(
     "--data-dir",
@@ -280,6 +315,7 @@ def _compare_config(args: argparse.Namespace) -> settings.CompareConfig:
     mlp_hidden=tuple(args.mlp_hidden),
     equal_var=args.student,
     track_gradients=args.gradients,
+    devices=args.devices,
   )
 
 
@@ -299,6 +335,7 @@ def _laperm_config(args: argparse.Namespace) -> settings.LaPermConfig:
     seeds_per_chunk=args.seeds_per_chunk,
     seeds_per_vmap=args.seeds_per_vmap,
     mlp_hidden=tuple(args.mlp_hidden),
+    devices=args.devices,
   )
 
 
@@ -316,7 +353,37 @@ def _check(args: argparse.Namespace) -> settings.CompareConfig | settings.LaPerm
     config = _laperm_config(args)
     settings.check_laperm_config(config)
   settings.check_batch_size(config.batch_size, settings.train_size(config.dataset, config.limit_train))
+  _check_distributed(args)
   return config
+
+
+# The options that only --distributed reads: destination -> option.
+_DISTRIBUTED_OPTIONS = {
+  "coordinator_address": "--coordinator-address",
+  "num_processes": "--num-processes",
+  "process_id": "--process-id",
+}
+
+
+def _check_distributed(args: argparse.Namespace) -> None:
+  given = [option for dest, option in _DISTRIBUTED_OPTIONS.items() if getattr(args, dest) is not None]
+  if given and not args.distributed:
+    raise ValueError(f"{', '.join(given)}: only read with --distributed.")
+  if args.num_processes is not None:
+    check_int(args.num_processes, "num_processes (--num-processes)")
+  if args.process_id is not None:
+    check_int(args.process_id, "process_id (--process-id)", minimum=0)
+    if args.num_processes is not None and args.process_id >= args.num_processes:
+      raise ValueError(f"--process-id ({args.process_id}) must be below --num-processes ({args.num_processes}).")
+
+
+def _start_distributed(args: argparse.Namespace) -> None:
+  """``jax.distributed.initialize`` with the given options; what is not given, JAX detects (SLURM, TPU pods, ...)."""
+  import jax
+
+  jax.distributed.initialize(
+    coordinator_address=args.coordinator_address, num_processes=args.num_processes, process_id=args.process_id
+  )
 
 
 def _compare(args: argparse.Namespace, config: settings.CompareConfig) -> None:
@@ -363,6 +430,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = _check(args)
   except ValueError as error:
     parser.exit(2, f"{prefix} {error}\n")
+  if getattr(args, "distributed", False):  # before anything else touches JAX's backends
+    _start_distributed(args)
   _use_compilation_cache(args.compilation_cache)
   from parewire_jax.experiments.data import MissingDatasetError
 

@@ -50,6 +50,8 @@ BAD_CALLS = [
   (["strength", "--seeds", "0"], "seeds must be an int >= 1"),
   (["laperm", "--sync-period", "0"], "sync_period must be an int >= 1"),
   (["laperm", "--seeds", "1"], "The paired tests need two samples"),
+  (["compare", "--devices", "0"], "devices must be None or an int >= 1, got 0"),
+  (["laperm", "--num-processes", "2"], "--num-processes: only read with --distributed"),
 ]
 
 
