@@ -421,6 +421,22 @@ def _laperm(args: argparse.Namespace, config: settings.LaPermConfig) -> None:
   print(f"\nwall time {time.perf_counter() - start:.1f} s; outputs in {args.out}")
 
 
+# XLA:CPU's concurrency-optimized scheduler (jaxlib 0.10) now and then deadlocks a program: an atlas run's
+# vmapped orthogonal initializer (a batched QR) waited forever with every thread idle. Without it the results
+# are the same bits (checked on a cell of the atlas), so the command line turns it off unless XLA_FLAGS says
+# otherwise. tests/conftest.py does the same for the tests.
+CPU_SCHEDULER_FLAG = "--xla_cpu_enable_concurrency_optimized_scheduler"
+
+
+def _avoid_cpu_scheduler_deadlock() -> None:
+  """Adds ``CPU_SCHEDULER_FLAG=false`` to ``XLA_FLAGS`` unless set there; only before JAX starts a backend."""
+  import os
+
+  flags = os.environ.get("XLA_FLAGS", "")
+  if CPU_SCHEDULER_FLAG not in flags and "jax" not in sys.modules:
+    os.environ["XLA_FLAGS"] = f"{flags} {CPU_SCHEDULER_FLAG}=false".strip()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
   """Runs the command line; bad settings exit with status 2 and the reason, a missing dataset with 1."""
   parser = _parser()
@@ -430,6 +446,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = _check(args)
   except ValueError as error:
     parser.exit(2, f"{prefix} {error}\n")
+  _avoid_cpu_scheduler_deadlock()
   if getattr(args, "distributed", False):  # before anything else touches JAX's backends
     _start_distributed(args)
   _use_compilation_cache(args.compilation_cache)
