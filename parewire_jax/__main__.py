@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Sequence
 
+from parewire_jax._checks import check_int
 from parewire_jax.experiments import atlas_grids, settings
 
 
@@ -25,6 +26,44 @@ def _count_or_all(text: str) -> int | None:
     return int(text)
   except ValueError:
     raise argparse.ArgumentTypeError(f"expected a count or 'all', got {text!r}") from None
+
+
+def _add_device_arguments(parser: argparse.ArgumentParser, devices: int | None) -> None:
+  """The options that spread the seeds over devices and hosts: ``--devices`` and ``--distributed`` with its own."""
+  parser.add_argument(
+    "--devices",
+    type=int,
+    default=devices,
+    metavar="N",
+    help="shard every chunk's seeds over the first N devices of jax.devices(), each training its own seeds "
+    "(default: all devices, of every process with --distributed)",
+  )
+  parser.add_argument(
+    "--distributed",
+    action="store_true",
+    help="one process of a multi-host run: call jax.distributed.initialize first; every process runs the same "
+    "command, process 0 writes the outputs (default: off)",
+  )
+  parser.add_argument(
+    "--coordinator-address",
+    default=None,
+    metavar="HOST:PORT",
+    help="with --distributed: process 0's address (default: detected from the cluster environment)",
+  )
+  parser.add_argument(
+    "--num-processes",
+    type=int,
+    default=None,
+    metavar="N",
+    help="with --distributed: the number of processes (default: detected from the cluster environment)",
+  )
+  parser.add_argument(
+    "--process-id",
+    type=int,
+    default=None,
+    metavar="I",
+    help="with --distributed: this process's index, 0 to N-1 (default: detected from the cluster environment)",
+  )
 
 
 def _add_run_arguments(
@@ -85,6 +124,7 @@ def _add_run_arguments(
     metavar="N",
     help="within a chunk, vectorize N seeds together (default: the whole chunk)",
   )
+  _add_device_arguments(parser, defaults.devices)
   parser.add_argument(
     "--data-dir",
     default=None,
@@ -298,6 +338,7 @@ def _parser() -> argparse.ArgumentParser:
     help="reuse the cells an interrupted run finished in --out, and the saved chunks of an unfinished one "
     "(default: off)",
   )
+  _add_device_arguments(a, None)
   a.add_argument(
     "--data-dir",
     default=None,
@@ -334,6 +375,7 @@ def _compare_config(args: argparse.Namespace) -> settings.CompareConfig:
     track_gradients=args.gradients,
     norm=args.norm,
     optimizer=args.optimizer,
+    devices=args.devices,
   )
 
 
@@ -353,6 +395,7 @@ def _laperm_config(args: argparse.Namespace) -> settings.LaPermConfig:
     seeds_per_chunk=args.seeds_per_chunk,
     seeds_per_vmap=args.seeds_per_vmap,
     mlp_hidden=tuple(args.mlp_hidden),
+    devices=args.devices,
   )
 
 
@@ -362,7 +405,9 @@ def _check(
   """Every check that needs no data and no JAX; returns the run's configuration (an atlas: its cells)."""
   if args.command == "atlas":
     cells = atlas_grids.atlas_grid(args.grid, seeds=args.seeds, cells=args.cells)
+    cells = [cell._replace(config=cell.config._replace(devices=args.devices)) for cell in cells]
     atlas_grids.check_atlas_cells(cells)
+    _check_distributed(args)
     return cells
   if args.command == "strength":
     settings.check_strength_settings(args.init, args.shape, args.seeds, args.variants, args.num_draws)
@@ -376,7 +421,37 @@ def _check(
     config = _laperm_config(args)
     settings.check_laperm_config(config)
   settings.check_batch_size(config.batch_size, settings.train_size(config.dataset, config.limit_train))
+  _check_distributed(args)
   return config
+
+
+# The options that only --distributed reads: destination -> option.
+_DISTRIBUTED_OPTIONS = {
+  "coordinator_address": "--coordinator-address",
+  "num_processes": "--num-processes",
+  "process_id": "--process-id",
+}
+
+
+def _check_distributed(args: argparse.Namespace) -> None:
+  given = [option for dest, option in _DISTRIBUTED_OPTIONS.items() if getattr(args, dest) is not None]
+  if given and not args.distributed:
+    raise ValueError(f"{', '.join(given)}: only read with --distributed.")
+  if args.num_processes is not None:
+    check_int(args.num_processes, "num_processes (--num-processes)")
+  if args.process_id is not None:
+    check_int(args.process_id, "process_id (--process-id)", minimum=0)
+    if args.num_processes is not None and args.process_id >= args.num_processes:
+      raise ValueError(f"--process-id ({args.process_id}) must be below --num-processes ({args.num_processes}).")
+
+
+def _start_distributed(args: argparse.Namespace) -> None:
+  """``jax.distributed.initialize`` with the given options; what is not given, JAX detects (SLURM, TPU pods, ...)."""
+  import jax
+
+  jax.distributed.initialize(
+    coordinator_address=args.coordinator_address, num_processes=args.num_processes, process_id=args.process_id
+  )
 
 
 def _compare(args: argparse.Namespace, config: settings.CompareConfig) -> None:
@@ -440,6 +515,22 @@ def _atlas(args: argparse.Namespace, cells: list[atlas_grids.AtlasCell]) -> None
   )
 
 
+# XLA:CPU's concurrency-optimized scheduler (jaxlib 0.10) now and then deadlocks a program: an atlas run's
+# vmapped orthogonal initializer (a batched QR) waited forever with every thread idle. Without it the results
+# are the same bits (checked on a cell of the atlas), so the command line turns it off unless XLA_FLAGS says
+# otherwise. tests/conftest.py does the same for the tests.
+CPU_SCHEDULER_FLAG = "--xla_cpu_enable_concurrency_optimized_scheduler"
+
+
+def _avoid_cpu_scheduler_deadlock() -> None:
+  """Adds ``CPU_SCHEDULER_FLAG=false`` to ``XLA_FLAGS`` unless set there; only before JAX starts a backend."""
+  import os
+
+  flags = os.environ.get("XLA_FLAGS", "")
+  if CPU_SCHEDULER_FLAG not in flags and "jax" not in sys.modules:
+    os.environ["XLA_FLAGS"] = f"{flags} {CPU_SCHEDULER_FLAG}=false".strip()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
   """Runs the command line; bad settings exit with status 2 and the reason, a missing dataset with 1."""
   parser = _parser()
@@ -452,6 +543,9 @@ def main(argv: Sequence[str] | None = None) -> int:
   if isinstance(config, list) and args.list:
     _list_cells(config)
     return 0
+  _avoid_cpu_scheduler_deadlock()
+  if getattr(args, "distributed", False):  # before anything else touches JAX's backends
+    _start_distributed(args)
   _use_compilation_cache(args.compilation_cache)
   from parewire_jax.experiments.data import MissingDatasetError
 

@@ -1,6 +1,7 @@
 """The command line as a newcomer meets it: help, refusals before JAX loads, messages, progress."""
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -58,6 +59,8 @@ BAD_CALLS = [
   (["atlas", "--grid", "huge"], "invalid choice: 'huge'"),
   (["atlas", "--seeds", "2"], "seeds must be an int >= 3"),
   (["atlas", "--cells", "vgg"], "cells must name cells of the 'default' grid"),
+  (["compare", "--devices", "0"], "devices must be None or an int >= 1, got 0"),
+  (["laperm", "--num-processes", "2"], "--num-processes: only read with --distributed"),
 ]
 
 
@@ -186,3 +189,18 @@ def test_segments_do_not_change_training():
   np.testing.assert_allclose(split.train_loss, whole.train_loss, rtol=1e-6)
   np.testing.assert_allclose(split.train_curve_loss.mean(-1), whole.train_curve_loss[..., 0], rtol=1e-6)
   assert jnp.asarray(split.train_curve_loss).std() > 0
+
+
+@pytest.mark.parametrize("given", [None, "--xla_cpu_enable_concurrency_optimized_scheduler=true"])
+def test_cli_turns_off_the_cpu_scheduler_that_deadlocks_unless_told_otherwise(given):
+  probe = (
+    "import os\n"
+    "from parewire_jax.__main__ import _avoid_cpu_scheduler_deadlock\n"
+    "_avoid_cpu_scheduler_deadlock()\n"
+    "print(os.environ['XLA_FLAGS'])\n"
+  )
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  if given:
+    env["XLA_FLAGS"] = given
+  done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=60, check=True)
+  assert done.stdout.split() == [given or "--xla_cpu_enable_concurrency_optimized_scheduler=false"]

@@ -11,6 +11,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from helpers import markdown_table, tiny_dataset
 from scipy import stats as sps
@@ -190,18 +191,19 @@ def test_training_records_match_a_direct_evaluation(tiny):
   # Rebuild the one-epoch training by hand: same init, same batches, same SGD.
   model = _mlp()
   params = model.init(jax.random.key(5), jnp.asarray(tiny.x_train[:1]))["params"]
-  tx = __import__("optax").sgd(0.01, momentum=0.9)
+  tx = optax.sgd(0.01, momentum=0.9)
   opt_state = tx.init(params)
-  import optax
 
-  for idx in train.epoch_batches(0, 0, len(tiny.x_train), 64):
+  @jax.jit  # one compiled step rather than every operation dispatched (and compiled) on its own
+  def step(params, opt_state, x, y):
     grads = jax.grad(
-      lambda p: optax.softmax_cross_entropy_with_integer_labels(
-        model.apply({"params": p}, tiny.x_train[idx]), tiny.y_train[idx]
-      ).mean()
+      lambda p: optax.softmax_cross_entropy_with_integer_labels(model.apply({"params": p}, x), y).mean()
     )(params)
     updates, opt_state = tx.update(grads, opt_state, params)
-    params = optax.apply_updates(params, updates)
+    return optax.apply_updates(params, updates), opt_state
+
+  for idx in train.epoch_batches(0, 0, len(tiny.x_train), 64):
+    params, opt_state = step(params, opt_state, tiny.x_train[idx], tiny.y_train[idx])
   logits = model.apply({"params": params}, tiny.x_test)
   np.testing.assert_allclose(result.test_acc[0, 0], np.mean(np.argmax(logits, -1) == tiny.y_test), atol=1e-6)
   np.testing.assert_allclose(

@@ -167,10 +167,10 @@ def _judge(cells: Sequence[CellResult], alpha: float) -> tuple[dict[str, dict[st
   defined = ~np.isnan(p)
   if defined.any():
     q[defined] = sps.false_discovery_control(p[defined])
-  q_values = {
+  q_values: dict[str, dict[str, float]] = {
     cell.cell.name: dict(zip(TESTS, map(float, row), strict=True)) for cell, row in zip(cells, q, strict=True)
   }
-  verdicts = {}
+  verdicts: dict[str, str] = {}
   for cell in cells:
     better = worse = False
     for m in METRICS:
@@ -338,6 +338,10 @@ def run_atlas(
       saved chunks of seeds. Needs ``out_dir``.
     data_dir, download: passed to ``load_dataset``.
     progress: one progress bar over the training of every cell.
+
+  Every cell's seeds are sharded over ``config.devices`` devices, and over
+  every process of a ``jax.distributed`` run, as in ``run_compare``; then
+  only process 0 shows progress and writes.
     confidence: the level of every interval.
     alpha: the false discovery rate of the verdicts.
 
@@ -387,8 +391,12 @@ def run_atlas(
     )
     return len(config.variants) * per_variant
 
+  import jax
+
+  writes = jax.process_index() == 0  # with several processes (jax.distributed), one shows progress and writes
   results = []
-  with TrainingProgress(sum(work(c.config) for c in cells if finished[c.name] is None), enabled=progress) as bar:
+  total = sum(work(c.config) for c in cells if finished[c.name] is None)
+  with TrainingProgress(total, enabled=progress and writes) as bar:
     for cell in cells:
       done = finished[cell.name]
       if done is not None:
@@ -411,6 +419,6 @@ def run_atlas(
   q_values, verdicts = _judge(results, alpha)
   table = atlas_table(results, q_values, verdicts, confidence=confidence, alpha=alpha)
   result = AtlasResult(results, q_values, verdicts, table, confidence, alpha)
-  if out_dir is not None:
+  if out_dir is not None and writes:
     write_atlas_outputs(result, out_dir)
   return result

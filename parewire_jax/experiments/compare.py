@@ -27,7 +27,7 @@ from parewire_jax.experiments import models as models_lib, report as report_lib
 from parewire_jax.experiments.checkpoint import ChunkStore, dataset_digest
 from parewire_jax.experiments.data import Dataset, load_dataset
 from parewire_jax.experiments.progress import TrainingProgress
-from parewire_jax.experiments.seeds import seed_keys
+from parewire_jax.experiments.seeds import available_devices, seed_keys
 from parewire_jax.experiments.settings import (
   CompareConfig,
   check_batch_size,
@@ -70,12 +70,14 @@ def training_fingerprint(config: CompareConfig, dataset: Dataset) -> dict[str, A
   The settings, a digest of the data, and the software and device that train:
   the same code on another backend or device kind rounds differently, so a
   chunk from there is refused rather than mixed in. How seeds are chunked or
-  vectorized is left out, but chunks are found by their exact seeds, so only
-  a run with the same chunk boundaries reuses them.
+  vectorized, and over how many devices, is left out (results agree to float
+  rounding, see ``TrainConfig.devices``), but chunks are found by their exact
+  seeds, so only a run with the same chunk boundaries reuses them.
   """
   from parewire_jax import __version__
 
   train = config.train_config()._replace(seeds_per_chunk=None, seeds_per_vmap=None)._asdict()
+  del train["devices"]  # absent from the fingerprints of chunks saved before it existed, too
   environment = {
     "parewire_jax": __version__,
     "jax": jax.__version__,
@@ -147,11 +149,14 @@ def run_compare(
       metrics), ``strength.png`` (Fig. 1b),
       ``strength_vs_accuracy.png`` (Fig. 3) and, with ``track_gradients``,
       ``gradients.png`` (Fig. 5); every finished chunk of seeds is saved
-      under ``out_dir/chunks`` as soon as it is trained.
+      under ``out_dir/chunks`` as soon as it is trained. In a multi-process
+      run (``jax.distributed.initialize``) every process trains its devices'
+      seeds and gets all results, and only process 0 writes.
     resume: reuse the chunks a previous run with the same settings and data
       saved under ``out_dir/chunks`` instead of training them again (a chunk
-      saved by a run with other settings is a ``ValueError``). Needs
-      ``out_dir``.
+      saved by a run with other settings is a ``ValueError``; one saved on
+      another number of devices is reused). Needs ``out_dir``, which every
+      process must see in a multi-process run.
     progress: show a progress bar over the training steps of every variant;
       or a :class:`~parewire_jax.experiments.progress.TrainingProgress` bar
       that counts this run's steps among others', left open.
@@ -170,6 +175,7 @@ def run_compare(
   check_compare_config(config)
   if resume and out_dir is None:
     raise ValueError("resume=True needs out_dir: the directory whose chunks/ a previous run saved.")
+  available_devices(config.devices)  # fails now, not after loading the data
   if dataset is None:
     check_batch_size(config.batch_size, train_size(config.dataset, config.limit_train))  # before loading the data
     dataset = load_dataset(
@@ -189,12 +195,13 @@ def run_compare(
     if out_dir is None
     else ChunkStore(pathlib.Path(out_dir) / "chunks", training_fingerprint(config, dataset), resume=resume)
   )
+  writes = jax.process_index() == 0  # every process has every result; one writes them
   results: dict[str, TrainResult] = {}
   seconds: dict[str, float] = {}
   if isinstance(progress, TrainingProgress):
     shared_bar = contextlib.nullcontext(progress)
   else:
-    shared_bar = progress_bar(len(config.variants), train_config, dataset, config.seeds, enabled=progress)
+    shared_bar = progress_bar(len(config.variants), train_config, dataset, config.seeds, enabled=progress and writes)
   with shared_bar as bar:
     for variant in config.variants:
       bar.start(variant, evaluation_work=evaluation_work(train_config, dataset))
@@ -208,7 +215,7 @@ def run_compare(
         compiled=bar.compiled,
         evaluated=bar.evaluated,
         load_chunk=None if store is None else functools.partial(store.load, variant),
-        save_chunk=None if store is None else functools.partial(store.save, variant),
+        save_chunk=None if store is None or not writes else functools.partial(store.save, variant),
       )
       seconds[variant] = time.perf_counter() - started if store is None else store.seconds.get(variant, 0.0)
 
@@ -225,7 +232,7 @@ def run_compare(
     + report_lib.paired_table(analysis)
   )
   outcome = CompareResult(config, results, metrics, analysis, table, seconds, {} if store is None else store.resumed)
-  if out_dir is not None:
+  if out_dir is not None and writes:
     write_compare_outputs(outcome, dataset, out_dir, plots=plots)
   return outcome
 

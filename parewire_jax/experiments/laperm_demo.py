@@ -40,7 +40,7 @@ from parewire_jax.axes import as_matrices
 from parewire_jax.diagnostics import weight_deviation
 from parewire_jax.experiments import models as models_lib, report as report_lib, stats as stats_lib
 from parewire_jax.experiments.data import Dataset, load_dataset
-from parewire_jax.experiments.seeds import seed_keys
+from parewire_jax.experiments.seeds import available_devices, seed_keys
 from parewire_jax.experiments.settings import ARMS, LaPermConfig, check_batch_size, check_laperm_config, train_size
 from parewire_jax.experiments.train import TrainResult, progress_bar, train_seeds
 from parewire_jax.sorting import sort_exact
@@ -199,7 +199,8 @@ def run_laperm(
     data_dir, download: passed to ``load_dataset``.
     out_dir: when given, receives ``results.json`` (config, per-seed curves
       and metrics, summaries, tests, diagnostics), ``table.md`` and
-      ``curves.png`` (accuracy and loss per epoch, mean ± std over seeds).
+      ``curves.png`` (accuracy and loss per epoch, mean ± std over seeds);
+      in a multi-process run only process 0 writes.
     progress: show a progress bar over the training steps of every arm.
 
   Returns:
@@ -216,6 +217,7 @@ def run_laperm(
   """
   config = config._replace(mlp_hidden=tuple(config.mlp_hidden))
   check_laperm_config(config)
+  available_devices(config.devices)  # fails now, not after loading the data
   if dataset is None:
     check_batch_size(config.batch_size, train_size(config.dataset, config.limit_train))  # before loading the data
     dataset = load_dataset(config.dataset, data_dir=data_dir, download=download, limit_train=config.limit_train)
@@ -226,7 +228,8 @@ def run_laperm(
   columns_per_epoch = sum(w.shape[0] * w.shape[-1] for w in initial.values())
   results: dict[str, TrainResult] = {}
   diagnostics = {arm: _Diagnostics(initial, seeds, config.epochs) for arm in ARMS}
-  with progress_bar(len(ARMS), config.train_config(ARMS[0]), dataset, config.seeds, enabled=progress) as bar:
+  writes = jax.process_index() == 0  # every process has every result; one writes them
+  with progress_bar(len(ARMS), config.train_config(ARMS[0]), dataset, config.seeds, enabled=progress and writes) as bar:
     for arm in ARMS:
       bar.start(arm)
       results[arm] = train_seeds(
@@ -254,7 +257,7 @@ def run_laperm(
   ]
   table = _markdown(config, dataset, results, analysis, epoch_tests, exact, columns_per_epoch, deviation)
   outcome = LaPermResult(config, results, metrics, analysis, epoch_tests, exact, columns_per_epoch, deviation, table)
-  if out_dir is not None:
+  if out_dir is not None and writes:
     write_laperm_outputs(outcome, dataset, out_dir)
   return outcome
 

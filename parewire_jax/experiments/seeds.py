@@ -7,6 +7,10 @@ same for every seed (all take the same steps), so they are kept off the seed
 axis (:func:`step_count_mask`, :func:`split_counts`, :func:`merge_counts`):
 batched, they would turn LaPerm's periodic synchronisation into one computed
 at every step.
+
+The seed axis is also sharded over devices (:func:`seed_mesh`,
+:func:`device_shares`): every device trains its own share of the seeds, with
+the data replicated, and no device needs another's values.
 """
 
 from __future__ import annotations
@@ -16,7 +20,14 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import Array
+from jax.sharding import Mesh
+
+from parewire_jax._checks import check_int
+
+SEED_AXIS = "seeds"
+"""The name of the device mesh axis the seeds are sharded over."""
 
 
 def seed_keys(seeds: Sequence[int]) -> Array:
@@ -26,6 +37,54 @@ def seed_keys(seeds: Sequence[int]) -> Array:
   (2,)
   """
   return jax.vmap(jax.random.key)(jnp.asarray(seeds, dtype=jnp.uint32))
+
+
+def available_devices(devices: int | None) -> int:
+  """The number of devices to shard seeds over: ``devices``, or every device JAX sees when ``None``.
+
+  Every device of every process counts (``jax.devices()``), so a multi-host
+  run shards its seeds over all hosts.
+
+  Raises:
+    ValueError: ``devices`` is below 1 or above the number of devices.
+
+  >>> available_devices(1)
+  1
+  """
+  available = len(jax.devices())
+  devices = check_int(devices, "devices", allow_none=True)
+  if devices is None:
+    return available
+  if devices > available:
+    raise ValueError(
+      f"devices ({devices}) exceeds the {available} device(s) JAX sees ({jax.default_backend()}); lower devices "
+      "(--devices) or leave it unset to use them all."
+    )
+  return devices
+
+
+def device_shares(chunk: int, devices: int) -> tuple[int, int]:
+  """``(seeds per device, devices used)`` for a chunk of ``chunk`` seeds on at most ``devices`` devices.
+
+  Each device gets ``ceil(chunk / devices)`` seeds, and only as many devices
+  as that share needs are used, so the padding (repeats of the chunk's last
+  seed, dropped from the results) is less than one share: 9 seeds on 8
+  devices are 5 devices of 2 seeds, not 8 devices of 2 with 7 repeats.
+
+  >>> device_shares(9, 8), device_shares(8, 8), device_shares(3, 8), device_shares(30, 1)
+  ((2, 5), (1, 8), (1, 3), (30, 1))
+  """
+  share = -(-chunk // devices)
+  return share, -(-chunk // share)
+
+
+def seed_mesh(devices: int) -> Mesh:
+  """A 1-D mesh of the first ``devices`` of ``jax.devices()`` with the axis :data:`SEED_AXIS`.
+
+  >>> seed_mesh(1).axis_names
+  ('seeds',)
+  """
+  return Mesh(np.array(jax.devices()[:devices]), (SEED_AXIS,))
 
 
 def over_seeds(fn: Callable, seeds_per_vmap: int | None, *, shared_output: bool = False) -> Callable:

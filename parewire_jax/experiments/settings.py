@@ -81,6 +81,15 @@ class TrainConfig(NamedTuple):
       steps (the largest divisor of the steps per epoch not above it): the
       training curve gets one point per segment, and progress is reported
       after each. Results do not depend on it.
+    devices: the number of devices (of ``jax.devices()``, every process's)
+      every chunk's seeds are sharded over, ``None``: all of them. Each
+      device trains its own share of the chunk, vectorized as ``seeds_per_vmap``
+      says, with no traffic between devices. A seed's results are the same
+      bits on any number of devices when each device vectorizes the same
+      groups as one device would: ``seeds_per_vmap`` set and dividing
+      ``seeds_per_chunk / devices``. Otherwise a device vectorizes fewer seeds
+      at once than one device, which XLA rounds differently, so results agree
+      to float rounding, like ``seeds_per_vmap``.
 
   >>> TrainConfig(epochs=3).batch_size
   128
@@ -98,6 +107,7 @@ class TrainConfig(NamedTuple):
   optimizer: str = "sgd"
   sync_period: int = 20
   segments_per_epoch: int = 10
+  devices: int | None = None
 
 
 def check_batch_size(batch_size: int, num_train: int) -> None:
@@ -123,6 +133,7 @@ def check_train_config(config: TrainConfig, num_train: int | None = None) -> Non
   check_choice(config.optimizer, OPTIMIZERS, "optimizer")
   check_int(config.sync_period, "sync_period")
   check_int(config.segments_per_epoch, "segments_per_epoch")
+  check_int(config.devices, "devices", allow_none=True)
   if num_train is not None:
     check_batch_size(config.batch_size, num_train)
 
@@ -267,6 +278,7 @@ class CompareConfig(NamedTuple):
   track_gradients: bool = False
   norm: str = "none"
   optimizer: str = "sgd"
+  devices: int | None = None
 
   def train_config(self) -> TrainConfig:
     return TrainConfig(
@@ -279,6 +291,7 @@ class CompareConfig(NamedTuple):
       seeds_per_vmap=self.seeds_per_vmap,
       track_gradients=self.track_gradients,
       optimizer=self.optimizer,
+      devices=self.devices,
     )
 
 
@@ -335,6 +348,7 @@ class LaPermConfig(NamedTuple):
   seeds_per_chunk: int | None = None
   seeds_per_vmap: int | None = None
   mlp_hidden: tuple[int, ...] = (100, 100)
+  devices: int | None = None
 
   def train_config(self, optimizer: str) -> TrainConfig:
     return TrainConfig(
@@ -346,6 +360,7 @@ class LaPermConfig(NamedTuple):
       seeds_per_vmap=self.seeds_per_vmap,
       optimizer=optimizer,
       sync_period=self.sync_period,
+      devices=self.devices,
     )
 
 

@@ -11,6 +11,12 @@ the optimizer state travels as ``(per-seed leaves, step counts)`` (see
 evaluated parameters are the exactly synchronised ones
 (:func:`~parewire_jax.lookahead_permutation.laperm_project`), so the
 evaluated kernels are weight-vector-wise permutations of the initial ones.
+
+Each function is a ``jax.shard_map`` over a 1-D mesh of devices
+(:func:`~parewire_jax.experiments.seeds.seed_mesh`): the seed axis is split
+over the devices and everything else (data, batch indices, step counts) is
+replicated, so every device runs, on its own seeds, the program one device
+runs on as many seeds, and nothing crosses devices.
 """
 
 from __future__ import annotations
@@ -24,9 +30,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from jax import Array
+from jax.sharding import Mesh, PartitionSpec
 
 from parewire_jax.experiments.models import kernels
-from parewire_jax.experiments.seeds import merge_counts, over_seeds, split_counts, step_count_mask
+from parewire_jax.experiments.seeds import SEED_AXIS, merge_counts, over_seeds, split_counts, step_count_mask
 from parewire_jax.lookahead_permutation import laperm_project
 from parewire_jax.strength import strength_stats
 
@@ -35,9 +42,10 @@ class StepFunctions(NamedTuple):
   """What :func:`make_step_functions` builds; all but ``layer_names`` jitted, over a leading seed axis.
 
   Attributes:
-    init: ``(keys, x) -> (params, state, opt_state, counts, variance,
-      fourth)``: the initial model of every seed, its optimizer state and
-      step counts, and its kernels' mean strength variance and fourth moment.
+    init: ``(seeds, x) -> (params, state, opt_state, counts, variance,
+      fourth)``: from ``uint32`` init seeds (``jax.random.key(s)``), the
+      initial model of every seed, its optimizer state and step counts, and
+      its kernels' mean strength variance and fourth moment.
     segment: ``(((params, state, opt_state), counts), x_train, y_train,
       batch_indices) -> (carry, loss, acc, grad_abs)``: one training step per
       row of ``batch_indices`` and the per-seed records averaged over them.
@@ -89,6 +97,7 @@ def make_step_functions(
   seeds_per_vmap: int | None,
   track_gradients: bool,
   laperm_evaluation: bool,
+  mesh: Mesh,
 ) -> StepFunctions:
   """The jitted steps of training ``model`` with ``tx`` from many seeds at once.
 
@@ -102,7 +111,15 @@ def make_step_functions(
       otherwise the epoch's ``grad_abs`` is a placeholder.
     laperm_evaluation: evaluate ``laperm_project(params, opt_state)`` (``tx``
       must contain a LaPerm state) instead of ``params``.
+    mesh: the devices, a 1-D mesh with the axis ``"seeds"``; the seed axis
+      of every argument and result is split over it, so its length must be a
+      multiple of the mesh's size.
   """
+  per_seed, replicated = PartitionSpec(SEED_AXIS), PartitionSpec()
+
+  def sharded(fn: Callable, in_specs: tuple, out_specs: Any) -> Callable:
+    return jax.jit(jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs))
+
   one_seed = jax.eval_shape(lambda key: model.init(key, example_x, train=False), jax.random.key(0))
   mask = step_count_mask(jax.eval_shape(tx.init, one_seed["params"]))
 
@@ -133,7 +150,6 @@ def make_step_functions(
 
   train_step = over_seeds(train_step_one, seeds_per_vmap, shared_output=True)
 
-  @jax.jit
   def segment(carry, x_train, y_train, batch_indices):
     def body(carry, idx):
       per_seed, counts = carry
@@ -153,28 +169,36 @@ def make_step_functions(
 
   eval_batch = over_seeds(eval_one, seeds_per_vmap)
 
-  @jax.jit
   def evaluate(params, state, xs, ys, masks):
     def body(totals, batch):
       loss, correct = eval_batch((params, state), batch)
       return (totals[0] + loss, totals[1] + correct), None
 
     seeds = jax.tree.leaves(params)[0].shape[0]
-    zeros = (jnp.zeros(seeds, jnp.float32), jnp.zeros(seeds, jnp.int32))
+    # Per-seed totals vary over the devices' seeds, as shard_map's scan must be told.
+    zeros = jax.lax.pcast((jnp.zeros(seeds, jnp.float32), jnp.zeros(seeds, jnp.int32)), SEED_AXIS, to="varying")
     (loss, correct), _ = jax.lax.scan(body, zeros, (xs, ys, masks))
     count = jnp.sum(masks)
     return loss / count, correct / count
 
-  if laperm_evaluation:
-    # Evaluate the exactly synchronised network (LaPerm §4 evaluates right after a sync).
-    evaluated_params = jax.jit(
-      jax.vmap(
-        lambda params, opt_state, counts: laperm_project(params, merge_counts(mask, opt_state, counts)),
-        in_axes=(0, 0, None),
-      )
-    )
-  else:
-    evaluated_params = jax.jit(lambda params, opt_state, counts: params)
+  def evaluated_params(params, opt_state, counts):
+    if laperm_evaluation:
+      # Evaluate the exactly synchronised network (LaPerm §4 evaluates right after a sync).
+      return jax.vmap(lambda p, o: laperm_project(p, merge_counts(mask, o, counts)))(params, opt_state)
+    return params
 
-  init = jax.jit(jax.vmap(init_one, in_axes=(0, None), out_axes=(0, 0, 0, None, 0, 0)))
-  return StepFunctions(init, segment, evaluate, evaluated_params, tuple(kernels(one_seed["params"])))
+  def init(seeds, x):
+    keys = jax.vmap(jax.random.key)(seeds)
+    return jax.vmap(init_one, in_axes=(0, None), out_axes=(0, 0, 0, None, 0, 0))(keys, x)
+
+  return StepFunctions(
+    sharded(init, (per_seed, replicated), (per_seed, per_seed, per_seed, replicated, per_seed, per_seed)),
+    sharded(
+      segment,
+      ((per_seed, replicated), replicated, replicated, replicated),
+      ((per_seed, replicated), per_seed, per_seed, per_seed),
+    ),
+    sharded(evaluate, (per_seed, per_seed, replicated, replicated, replicated), per_seed),
+    sharded(evaluated_params, (per_seed, per_seed, replicated), per_seed),
+    tuple(kernels(one_seed["params"])),
+  )

@@ -15,6 +15,12 @@ the jitted step functions of :mod:`parewire_jax.experiments.steps`, with the
 optimizer of :mod:`parewire_jax.experiments.optimizers`. Finished chunks can
 be saved and loaded back (resuming, see
 :class:`~parewire_jax.experiments.checkpoint.ChunkStore`).
+
+Every chunk is sharded over ``TrainConfig.devices`` devices (all of them by
+default, every host's in a multi-process run): each device trains its own
+share of the seeds (:func:`~parewire_jax.experiments.seeds.device_shares`)
+on the replicated data, and the per-seed records are gathered to every
+process when the chunk ends.
 """
 
 from __future__ import annotations
@@ -29,11 +35,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import Array
+from jax.experimental import multihost_utils
+from jax.sharding import NamedSharding, PartitionSpec
 
 from parewire_jax.experiments.data import Dataset
 from parewire_jax.experiments.optimizers import make_optimizer
 from parewire_jax.experiments.progress import TrainingProgress
-from parewire_jax.experiments.seeds import seed_keys
+from parewire_jax.experiments.seeds import SEED_AXIS, available_devices, device_shares, seed_mesh
 from parewire_jax.experiments.settings import TrainConfig, check_train_config
 from parewire_jax.experiments.steps import eval_batches, make_step_functions
 
@@ -141,6 +149,16 @@ def _chunks(config: TrainConfig, num_seeds: int) -> int:
   return -(-num_seeds // (config.seeds_per_chunk or num_seeds))
 
 
+def _placed(x: np.ndarray, sharding: NamedSharding) -> Array:
+  """``x``, the same on every process, as a global array laid out by ``sharding`` (multi-process too)."""
+  return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+
+def _gathered(x: Array) -> Array | np.ndarray:
+  """``x`` where this process can read all of it: itself, or (multi-process) its values from every process."""
+  return x if x.is_fully_addressable else multihost_utils.process_allgather(x, tiled=True)
+
+
 def epoch_batches(data_seed: int, epoch: int, num_train: int, batch_size: int) -> np.ndarray:
   """Indices of epoch ``epoch``'s batches, ``(num_batches, batch_size)``, the same for every init seed."""
   order = np.random.default_rng([data_seed, epoch]).permutation(num_train)
@@ -187,7 +205,7 @@ def train_seeds(
       parameters (a leading axis with one row per seed of ``chunk_seeds``;
       with LaPerm the exactly synchronised ones), e.g. to check or record
       them.
-    load_chunk: called with each chunk's init seeds before training it; a
+    load_chunk: called with each chunk's init seeds before training any; a
       :class:`TrainResult` it returns (for exactly these seeds and
       ``config.epochs``) is used instead of training the chunk, and
       ``inspect`` is not called for it (resuming, see
@@ -222,28 +240,39 @@ def train_seeds(
   steps_per_epoch = num_train // config.batch_size
   segments = segments_per_epoch(steps_per_epoch, config.segments_per_epoch)
   tx = make_optimizer(config, steps_per_epoch)
-  x_train, y_train = jnp.asarray(dataset.x_train), jnp.asarray(dataset.y_train)
+  chunk = config.seeds_per_chunk or len(seeds)
+  chunks = [seeds[start : start + chunk] for start in range(0, len(seeds), chunk)]
+  # Every saved chunk is looked up before any device is touched, so a refused one fails at once.
+  saved_chunks = [None if load_chunk is None else load_chunk(chunk_seeds) for chunk_seeds in chunks]
+  share, devices = device_shares(chunk, available_devices(config.devices))
+  padded_chunk = share * devices  # every chunk is padded to this, so all reuse the same compiled code
+  mesh = seed_mesh(devices)
+  seed_sharding = NamedSharding(mesh, PartitionSpec(SEED_AXIS))
+
+  def replicated(x: np.ndarray | Array) -> Array:  # the same value on every device of every process
+    return _placed(np.asarray(x), NamedSharding(mesh, PartitionSpec()))
+
+  x_train, y_train = replicated(dataset.x_train), replicated(dataset.y_train)
   fns = make_step_functions(
     model,
     tx,
-    x_train[:1],
+    jnp.asarray(dataset.x_train[:1]),
     seeds_per_vmap=config.seeds_per_vmap,
     track_gradients=config.track_gradients,
     laperm_evaluation=config.optimizer == "laperm_adam",
+    mesh=mesh,
   )
-  val = eval_batches(dataset.x_val, dataset.y_val, config.eval_batch_size)
-  test = eval_batches(dataset.x_test, dataset.y_test, config.eval_batch_size)
+  val = tuple(map(replicated, eval_batches(dataset.x_val, dataset.y_val, config.eval_batch_size)))
+  test = tuple(map(replicated, eval_batches(dataset.x_test, dataset.y_test, config.eval_batch_size)))
+  example_x = replicated(dataset.x_train[:1])
 
   def epoch_segments(e: int) -> Array:
     indices = epoch_batches(config.data_seed, e, num_train, config.batch_size)
-    return jnp.asarray(indices.reshape(segments, steps_per_epoch // segments, config.batch_size))
+    return replicated(indices.reshape(segments, steps_per_epoch // segments, config.batch_size))
 
-  chunk = config.seeds_per_chunk or len(seeds)
   compiled_ahead = False  # for the first trained chunk; every chunk has the same shapes
   results: list[TrainResult] = []
-  for start in range(0, len(seeds), chunk):
-    chunk_seeds = seeds[start : start + chunk]
-    saved = load_chunk(chunk_seeds) if load_chunk is not None else None
+  for chunk_seeds, saved in zip(chunks, saved_chunks, strict=True):
     if saved is not None:
       saved_seeds = np.asarray(saved.seeds).tolist()
       if saved_seeds != chunk_seeds or np.shape(saved.val_acc) != (len(chunk_seeds), config.epochs):
@@ -261,8 +290,8 @@ def train_seeds(
       continue
     started = time.perf_counter()
     keep = len(chunk_seeds)  # rows of the chunk's own seeds; the padding follows
-    padded = chunk_seeds + [chunk_seeds[-1]] * (chunk - keep)
-    params, state, opt_state, counts, variance, fourth = fns.init(seed_keys(padded), x_train[:1])
+    padded = np.asarray(chunk_seeds + [chunk_seeds[-1]] * (padded_chunk - keep), np.uint32)
+    params, state, opt_state, counts, variance, fourth = fns.init(_placed(padded, seed_sharding), example_x)
     carry = ((params, state, opt_state), counts)
     if not compiled_ahead:  # jit reuses these executables; compiling now keeps it out of the training time
       fns.segment.lower(carry, x_train, y_train, epoch_segments(0)[0]).compile()
@@ -296,9 +325,10 @@ def train_seeds(
         jax.block_until_ready(record["test_acc"][-1])  # completed, not dispatched
         evaluated()
       if inspect is not None:
-        inspect(chunk_seeds, e, jax.tree.map(operator.itemgetter(slice(keep)), evaluated_params))
+        readable = jax.tree.map(_gathered, evaluated_params)
+        inspect(chunk_seeds, e, jax.tree.map(operator.itemgetter(slice(keep)), readable))
     curves: dict[str, np.ndarray] = {
-      k: np.stack([np.asarray(v) for v in vals], axis=1)[:keep] for k, vals in record.items()
+      k: np.stack([np.asarray(_gathered(v)) for v in vals], axis=1)[:keep] for k, vals in record.items()
     }
     grad_abs = curves.pop("grad_abs") if config.track_gradients else None
     curves.pop("grad_abs", None)
@@ -309,8 +339,8 @@ def train_seeds(
         train_acc=curves["train_curve_acc"].mean(axis=2),
         grad_abs=grad_abs,
         layer_names=fns.layer_names,
-        init_mean_variance=np.asarray(variance)[:keep],
-        init_mean_fourth_moment=np.asarray(fourth)[:keep],
+        init_mean_variance=np.asarray(_gathered(variance))[:keep],
+        init_mean_fourth_moment=np.asarray(_gathered(fourth))[:keep],
         **curves,
       )
     )

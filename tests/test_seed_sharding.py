@@ -1,0 +1,205 @@
+"""Seeds sharded over devices (TrainConfig.devices, --devices): the same per-seed results on 1, 2, 4 and 8.
+
+The 8 devices are XLA's virtual CPU devices of tests/conftest.py. The runs are
+tiny (an MLP of 16 hidden units, 256 training images, one epoch) and shared by
+the module's tests, to keep them within seconds.
+"""
+
+from __future__ import annotations
+
+import functools
+import shutil
+
+import jax
+import numpy as np
+import pytest
+
+from parewire_jax.__main__ import _parser, main
+from parewire_jax.experiments import ChunkStore, CompareConfig, load_dataset, run_compare, train_seeds
+from parewire_jax.experiments.compare import build, training_fingerprint
+from parewire_jax.experiments.optimizers import make_optimizer
+from parewire_jax.experiments.seeds import device_shares, seed_mesh
+from parewire_jax.experiments.steps import make_step_functions
+
+DEVICE_COUNTS = (1, 2, 4, 8)
+# 5 seeds in chunks of 3: chunks [0, 1, 2] and [3, 4], neither divisible by 2 or 4 devices (padded), and
+# seeds_per_vmap=1, so every device vectorizes the same one-seed groups as one device does.
+CONFIG = CompareConfig(
+  dataset="digits",
+  model="mlp",
+  seeds=5,
+  epochs=1,
+  batch_size=64,
+  limit_train=256,
+  limit_eval=128,
+  mlp_hidden=(16,),
+  seeds_per_chunk=3,
+  seeds_per_vmap=1,
+)
+# Each training and evaluation record is the same bits on any number of devices.
+EXACT = ("train_loss", "train_acc", "train_curve_loss", "train_curve_acc")
+EXACT += ("val_loss", "val_acc", "test_loss", "test_acc")
+# The initial strength statistics reduce over seeds vectorized by device share, not by seeds_per_vmap.
+ROUNDED = ("init_mean_variance", "init_mean_fourth_moment")
+COLLECTIVES = ("all-reduce", "all-gather", "collective-permute", "all-to-all", "reduce-scatter")
+
+
+@pytest.fixture(scope="module")
+def dataset():
+  return load_dataset("digits", limit_train=CONFIG.limit_train, limit_eval=CONFIG.limit_eval)
+
+
+@pytest.fixture(scope="module")
+def runs(dataset, tmp_path_factory):
+  """devices -> (the base variant of CONFIG trained on that many devices, the directory of its chunks)."""
+  assert len(jax.devices()) == 8
+  outcomes = {}
+  for devices in DEVICE_COUNTS:
+    chunks = tmp_path_factory.mktemp(f"devices{devices}") / "chunks"
+    store = ChunkStore(chunks, training_fingerprint(CONFIG, dataset))
+    config = CONFIG._replace(devices=devices).train_config()
+    model = build(CONFIG, "base", dataset.num_classes)
+    save = functools.partial(store.save, "base")
+    outcomes[devices] = train_seeds(model, dataset, range(CONFIG.seeds), config, save_chunk=save), chunks
+  return outcomes
+
+
+def test_device_shares_never_lose_or_repeat_a_seed():
+  for chunk in range(1, 20):
+    for devices in range(1, 9):
+      share, used = device_shares(chunk, devices)
+      assert used <= devices and share * used >= chunk > share * (used - 1), (chunk, devices)
+
+
+@pytest.mark.parametrize("devices", DEVICE_COUNTS[1:])
+def test_per_seed_results_do_not_depend_on_the_devices(runs, devices):
+  one, sharded = runs[1][0], runs[devices][0]
+  assert sharded.seeds.tolist() == list(range(CONFIG.seeds))  # every seed once, in order, padding dropped
+  for field in EXACT:
+    np.testing.assert_array_equal(getattr(sharded, field), getattr(one, field), err_msg=field)
+  for field in ROUNDED:
+    np.testing.assert_allclose(getattr(sharded, field), getattr(one, field), rtol=1e-6, err_msg=field)
+
+
+def test_default_vectorization_agrees_to_float_rounding(dataset, runs):
+  """seeds_per_vmap=None: 8 devices vectorize 1 seed each where one device vectorizes all 5 (other rounding)."""
+  config = CONFIG._replace(seeds_per_chunk=None, seeds_per_vmap=None)
+  outcome = run_compare(config._replace(devices=8), dataset=dataset)
+  assert [result.seeds.tolist() for result in outcome.results.values()] == [list(range(CONFIG.seeds))] * 2
+  for field in EXACT + ROUNDED:
+    np.testing.assert_allclose(
+      getattr(outcome.results["base"], field), getattr(runs[1][0], field), rtol=1e-5, atol=1e-6, err_msg=field
+    )
+
+
+@pytest.mark.parametrize("saved_on, resumed_on", [(1, 8), (8, 1)])
+def test_chunks_resume_on_another_number_of_devices(dataset, runs, tmp_path, saved_on, resumed_on):
+  saved, chunks = runs[saved_on]
+  shutil.copytree(chunks, tmp_path / "chunks")
+  (tmp_path / "chunks" / "base_seeds_3-4.npz").unlink()  # trained again, on the other device count
+  config = CONFIG._replace(devices=resumed_on)
+  store = ChunkStore(tmp_path / "chunks", training_fingerprint(config, dataset), resume=True)
+  model = build(config, "base", dataset.num_classes)
+  load = functools.partial(store.load, "base")
+  resumed = train_seeds(model, dataset, range(config.seeds), config.train_config(), load_chunk=load)
+  assert store.resumed == {"base": [[0, 1, 2]]}
+  for field in EXACT:
+    np.testing.assert_array_equal(getattr(resumed, field), getattr(saved, field), err_msg=field)
+
+
+def test_training_has_no_cross_device_collective(dataset):
+  config = CONFIG.train_config()
+  model = build(CONFIG, "base", dataset.num_classes)
+  x = dataset.x_train[:1]
+  fns = make_step_functions(
+    model,
+    make_optimizer(config, 4),
+    x,
+    seeds_per_vmap=None,
+    track_gradients=False,
+    laperm_evaluation=False,
+    mesh=seed_mesh(8),
+  )
+  seeds = np.arange(8, dtype=np.uint32)
+  params, state, opt_state, counts, _, _ = jax.eval_shape(fns.init, seeds, x)
+  carry = ((params, state, opt_state), counts)
+  batch_indices = np.zeros((2, CONFIG.batch_size), np.int32)
+  hlo = fns.segment.lower(carry, dataset.x_train, dataset.y_train, batch_indices).compile().as_text()
+  assert "num_partitions=8" in hlo  # one program for the 8 devices
+  assert [c for c in COLLECTIVES if c in hlo] == []
+
+
+def test_devices_option(capsys):
+  args = _parser().parse_args(["compare", "--devices", "4"])
+  assert args.devices == 4 and _parser().parse_args(["laperm"]).devices is None
+  for argv, message in (
+    (["--devices", "0"], "devices must be None or an int >= 1, got 0"),
+    (["--devices", "two"], "invalid int value: 'two'"),
+    (["--devices", "9", "--seeds", "2"], "devices (9) exceeds the 8 device(s)"),
+    (["--process-id", "1"], "--process-id: only read with --distributed"),
+    (["--distributed", "--num-processes", "2", "--process-id", "2"], "must be below --num-processes"),
+  ):
+    with pytest.raises(SystemExit) as exit_info:
+      main(["compare", "--dataset", "digits", "--limit-train", "256", *argv])
+    assert exit_info.value.code == 2, argv
+    assert message in capsys.readouterr().err, argv
+
+
+def test_devices_beyond_those_jax_sees_are_refused_before_any_data(tmp_path):
+  with pytest.raises(ValueError, match=r"devices \(9\) exceeds the 8 device\(s\)"):
+    run_compare(CONFIG._replace(devices=9), data_dir=tmp_path, download=False)
+
+
+@pytest.mark.slow
+def test_two_processes_train_like_one_and_only_process_0_writes(tmp_path):
+  """Two processes on this host (2 virtual CPU devices each) via jax.distributed, against one process on 4."""
+  import json
+  import os
+  import socket
+  import subprocess
+  import sys
+
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    port = s.getsockname()[1]
+  run = ["compare", "--dataset", "digits", "--model", "mlp", "--mlp-hidden", "16", "--seeds", "5", "--epochs", "1",
+         "--batch-size", "64", "--limit-train", "256", "--limit-eval", "128", "--seeds-per-vmap", "1",
+         "--compilation-cache", "off"]  # fmt: skip
+  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
+  processes = [
+    subprocess.Popen(
+      [
+        sys.executable,
+        "-m",
+        "parewire_jax",
+        *run,
+        "--out",
+        str(tmp_path / f"process{i}"),
+        "--distributed",
+        "--coordinator-address",
+        f"localhost:{port}",
+        "--num-processes",
+        "2",
+        "--process-id",
+        str(i),
+      ],
+      env=env,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT,
+      text=True,
+    )  # fmt: skip
+    for i in range(2)
+  ]
+  for process in processes:
+    output, _ = process.communicate(timeout=600)
+    assert process.returncode == 0, output
+  env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+  single = subprocess.run(
+    [sys.executable, "-m", "parewire_jax", *run, "--out", str(tmp_path / "single")], env=env, capture_output=True
+  )
+  assert single.returncode == 0, single.stderr
+  assert not (tmp_path / "process1").exists()
+  distributed = json.loads((tmp_path / "process0" / "results.json").read_text())
+  alone = json.loads((tmp_path / "single" / "results.json").read_text())
+  for variant in ("base", "rewired"):
+    assert distributed["variants"][variant]["curves"] == alone["variants"][variant]["curves"], variant
