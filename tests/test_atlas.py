@@ -234,3 +234,12 @@ def test_cli_lists_cells_without_training(capsys):
   assert main(["atlas", "--list"]) == 0
   listed = capsys.readouterr().out.splitlines()
   assert [line.split()[0] for line in listed] == [cell.name for cell in atlas_grid("default")]
+
+
+def test_resume_reuses_cells_trained_on_another_number_of_devices(atlas_run, tmp_path):
+  result, out = atlas_run
+  shutil.copytree(out, tmp_path / "atlas")
+  one_device = [cell._replace(config=cell.config._replace(devices=1)) for cell in CELLS]
+  again = atlas_lib.run_atlas(one_device, out_dir=tmp_path / "atlas", resume=True)
+  assert all(cell.reused for cell in again.cells)
+  assert again.table == result.table

@@ -142,8 +142,11 @@ def _finished_cell(
   if not path.exists():
     return None
   saved = json.loads(path.read_text())
-  expected = json.loads(json.dumps(report_lib.to_jsonable({"config": cell.config, "jax": _environment()})))
-  differing = differing_keys({"config": saved.get("config"), "jax": saved.get("jax")}, expected)
+  # As in the chunks' fingerprint, the device count is left out: the results do not depend on it.
+  config = {k: v for k, v in cell.config._asdict().items() if k != "devices"}
+  expected = json.loads(json.dumps(report_lib.to_jsonable({"config": config, "jax": _environment()})))
+  saved_config = {k: v for k, v in saved.get("config", {}).items() if k != "devices"}
+  differing = differing_keys({"config": saved_config, "jax": saved.get("jax")}, expected)
   if differing:
     raise ValueError(
       f"{path} was written by a run with other settings (differing: {', '.join(differing)}); "
