@@ -18,7 +18,7 @@ from parewire_jax.experiments import data, models, settings
 from parewire_jax.experiments.compare import CompareConfig, check_compare_config, run_compare, training_fingerprint
 from parewire_jax.experiments.data import Dataset
 from parewire_jax.experiments.lenet import LeNet
-from parewire_jax.experiments.seeds import seed_keys
+from parewire_jax.experiments.seeds import seed_mesh
 from parewire_jax.experiments.steps import eval_batches, make_step_functions
 
 TOKENS = jnp.zeros((1, 9), jnp.int32)
@@ -156,9 +156,15 @@ def test_lenet_batch_norm_state_is_carried_through_training_and_used_by_evaluati
   model = LeNet(3, models.base_initializer("kaiming_normal"), norm="batch")
   x, y = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train)
   fns = make_step_functions(
-    model, optax.sgd(0.01), x[:1], seeds_per_vmap=None, track_gradients=False, laperm_evaluation=False
+    model,
+    optax.sgd(0.01),
+    x[:1],
+    seeds_per_vmap=None,
+    track_gradients=False,
+    laperm_evaluation=False,
+    mesh=seed_mesh(1),
   )
-  params, state, opt_state, counts, _, _ = fns.init(seed_keys([0, 1]), x[:1])
+  params, state, opt_state, counts, _, _ = fns.init(jnp.asarray([0, 1], jnp.uint32), x[:1])
   assert sorted(state["batch_stats"]) == ["BatchNorm_0", "PatchConv_0", "PatchConv_1"]
   assert "bias" not in params["PatchConv_0"] and "bias" not in params["Dense_0"]  # the norm's shift replaces it
   carry, loss, _, _ = fns.segment(((params, state, opt_state), counts), x, y, jnp.arange(128).reshape(2, 64))
@@ -206,7 +212,7 @@ def test_impossible_combinations_are_refused(bad, match):
 
 
 def test_new_fields_come_last_and_leave_old_fingerprints_unchanged():
-  assert CompareConfig._fields[-2:] == ("norm", "optimizer")
+  assert CompareConfig._fields[-3:] == ("norm", "optimizer", "devices")
   assert CompareConfig(model="transformer", dataset="pointer", optimizer="adam").train_config().optimizer == "adam"
   ds = tiny_dataset(64)
   # A run without a norm records what runs recorded before the field existed, so their chunks still resume.
