@@ -203,3 +203,38 @@ def test_two_processes_train_like_one_and_only_process_0_writes(tmp_path):
   alone = json.loads((tmp_path / "single" / "results.json").read_text())
   for variant in ("base", "rewired"):
     assert distributed["variants"][variant]["curves"] == alone["variants"][variant]["curves"], variant
+
+
+def _images16(n: int, seed: int = 0):
+  from parewire_jax.experiments.data import Dataset
+
+  rng = np.random.default_rng(seed)
+  x = rng.normal(size=(n + 64, 16, 16, 1)).astype(np.float32)
+  y = rng.integers(0, 3, n + 64).astype(np.int32)
+  return Dataset("images16", x[:n], y[:n], x[n:], y[n:], x[n:], y[n:], 3)
+
+
+def test_lenet_trains_sharded_like_on_one_device_without_a_collective():
+  # LeNet's first convolution has a hand-written gradient that also yields one for the images all seeds share;
+  # under shard_map that cotangent must sum over the devices, and XLA must drop it, as nothing reads it.
+  dataset = _images16(64)
+  config = CompareConfig(model="lenet", seeds=2, batch_size=32, seeds_per_vmap=1)
+  model = build(config, "base", dataset.num_classes)
+  results = [train_seeds(model, dataset, [0, 1], config._replace(devices=devices).train_config()) for devices in (1, 2)]
+  # Training is the same bits; the evaluation's first convolution computes a device's seeds in one product.
+  for field in EXACT:
+    compare = np.testing.assert_array_equal if field.startswith("train") else np.testing.assert_allclose
+    compare(getattr(results[1], field), getattr(results[0], field), err_msg=field)
+  fns = make_step_functions(
+    model,
+    make_optimizer(config.train_config(), 2),
+    dataset.x_train[:1],
+    seeds_per_vmap=None,
+    track_gradients=False,
+    laperm_evaluation=False,
+    mesh=seed_mesh(2),
+  )
+  params, state, opt_state, counts, _, _ = jax.eval_shape(fns.init, np.arange(2, dtype=np.uint32), dataset.x_train[:1])
+  indices = np.zeros((2, config.batch_size), np.int32)
+  hlo = fns.segment.lower(((params, state, opt_state), counts), dataset.x_train, dataset.y_train, indices)
+  assert [c for c in COLLECTIVES if c in hlo.compile().as_text()] == []

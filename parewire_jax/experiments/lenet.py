@@ -135,7 +135,21 @@ def _conv_backward(shared_input: bool, residuals: tuple[Array, Array], g: Array)
     g_t = lax.optimization_barrier(jnp.transpose(g, (1, 2, 3, 0)))
     dkernel = lax.dot_general(p, g_t, (((1, 2, 3), (0, 1, 2)), ((), ())))
   dp = lax.dot_general(kernel.reshape(-1, n), g, (((1,), (0,)), ((), ())))
-  return _fold_patches(dp, c, k), dkernel.reshape(kernel.shape)
+  dx = _fold_patches(dp, c, k)
+  # Inside shard_map (seeds sharded over devices) shared images are the same on every device while g is not:
+  # their cotangent is the sum over those devices, the transpose of using one value everywhere. Training
+  # never reads it, so XLA drops the sum with the rest of dx.
+  varying = tuple(_varying_axes(dx) - _varying_axes(p))
+  if varying:
+    dx = lax.psum(dx, varying)
+  return dx, dkernel.reshape(kernel.shape)
+
+
+def _varying_axes(x: Array) -> frozenset[str]:
+  """The shard_map mesh axes along which ``x`` varies (``manual_axis_type.varying`` since jax 0.10, ``vma`` before)."""
+  aval = jax.typeof(x)
+  manual = getattr(aval, "manual_axis_type", None)
+  return frozenset(manual.varying if manual is not None else getattr(aval, "vma", ()))
 
 
 conv_valid.defvjp(_conv_forward, _conv_backward)
