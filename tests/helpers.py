@@ -113,3 +113,15 @@ def tiny_dataset(num_train: int):
     return np.clip(x, 0, 1).astype(np.float32), y
 
   return Dataset("tiny", *blobs(num_train), *blobs(64), *blobs(48), 3)
+
+
+def random_images(num_train: int, side: int = 16):
+  """Noise images ``(side, side, 1)`` in 3 classes (64 validation and test images): big enough for LeNet."""
+  from parewire_jax.experiments.data import Dataset
+
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(num_train + 64, side, side, 1)).astype(np.float32)
+  y = rng.integers(0, 3, num_train + 64).astype(np.int32)
+  return Dataset(
+    f"images{side}", x[:num_train], y[:num_train], x[num_train:], y[num_train:], x[num_train:], y[num_train:], 3
+  )

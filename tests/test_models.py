@@ -12,11 +12,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from helpers import assert_bit_permutation, assert_bits_equal, tiny_dataset
+from helpers import assert_bit_permutation, assert_bits_equal, random_images, tiny_dataset
 
 from parewire_jax.experiments import data, models, settings
 from parewire_jax.experiments.compare import CompareConfig, check_compare_config, run_compare, training_fingerprint
-from parewire_jax.experiments.data import Dataset
 from parewire_jax.experiments.lenet import LeNet
 from parewire_jax.experiments.seeds import seed_mesh
 from parewire_jax.experiments.steps import eval_batches, make_step_functions
@@ -144,15 +143,8 @@ def test_resmlp_rewires_every_kernel_and_has_a_pre_layer_norm_per_block():
 # ---------------------------------------------------------------------------------------------- LeNet norms
 
 
-def _images16(n: int) -> Dataset:
-  rng = np.random.default_rng(0)
-  x = rng.normal(size=(n + 64, 16, 16, 1)).astype(np.float32)
-  y = rng.integers(0, 3, n + 64).astype(np.int32)
-  return Dataset("images16", x[:n], y[:n], x[n:], y[n:], x[n:], y[n:], 3)
-
-
 def test_lenet_batch_norm_state_is_carried_through_training_and_used_by_evaluation():
-  ds = _images16(128)
+  ds = random_images(128)
   model = LeNet(3, models.base_initializer("kaiming_normal"), norm="batch")
   x, y = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train)
   fns = make_step_functions(
@@ -179,7 +171,7 @@ def test_lenet_batch_norm_state_is_carried_through_training_and_used_by_evaluati
 
 def test_lenet_layer_norm_normalises_each_example_and_keeps_no_state():
   model = LeNet(3, models.base_initializer("kaiming_normal"), norm="layer")
-  x = jnp.asarray(_images16(4).x_train[:4])
+  x = jnp.asarray(random_images(4).x_train[:4])
   variables = jax.jit(model.init)(jax.random.key(0), x)
   assert sorted(variables) == ["params"]
   assert variables["params"]["PatchConv_1"]["LayerNorm_0"]["scale"].shape == (50,)  # one per channel

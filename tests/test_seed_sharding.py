@@ -13,6 +13,7 @@ import shutil
 import jax
 import numpy as np
 import pytest
+from helpers import random_images
 
 from parewire_jax.__main__ import _parser, main
 from parewire_jax.experiments import ChunkStore, CompareConfig, load_dataset, run_compare, train_seeds
@@ -205,19 +206,10 @@ def test_two_processes_train_like_one_and_only_process_0_writes(tmp_path):
     assert distributed["variants"][variant]["curves"] == alone["variants"][variant]["curves"], variant
 
 
-def _images16(n: int, seed: int = 0):
-  from parewire_jax.experiments.data import Dataset
-
-  rng = np.random.default_rng(seed)
-  x = rng.normal(size=(n + 64, 16, 16, 1)).astype(np.float32)
-  y = rng.integers(0, 3, n + 64).astype(np.int32)
-  return Dataset("images16", x[:n], y[:n], x[n:], y[n:], x[n:], y[n:], 3)
-
-
 def test_lenet_trains_sharded_like_on_one_device_without_a_collective():
   # LeNet's first convolution has a hand-written gradient that also yields one for the images all seeds share;
   # under shard_map that cotangent must sum over the devices, and XLA must drop it, as nothing reads it.
-  dataset = _images16(64)
+  dataset = random_images(64)
   config = CompareConfig(model="lenet", seeds=2, batch_size=32, seeds_per_vmap=1)
   model = build(config, "base", dataset.num_classes)
   results = [train_seeds(model, dataset, [0, 1], config._replace(devices=devices).train_config()) for devices in (1, 2)]
