@@ -66,6 +66,20 @@ def _add_device_arguments(parser: argparse.ArgumentParser, devices: int | None) 
   )
 
 
+def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
+  """Where the datasets are: ``--data-dir`` and ``--no-download``."""
+  parser.add_argument(
+    "--data-dir",
+    default=None,
+    help="directory holding <dataset>/ with its files (default: $PAREWIRE_DATA or ~/.cache/parewire_jax)",
+  )
+  parser.add_argument(
+    "--no-download",
+    action="store_true",
+    help="fail instead of downloading a missing dataset (default: download it)",
+  )
+
+
 def _add_run_arguments(
   parser: argparse.ArgumentParser, defaults: settings.CompareConfig | settings.LaPermConfig, *, what: str
 ) -> None:
@@ -125,16 +139,7 @@ def _add_run_arguments(
     help="within a chunk, vectorize N seeds together (default: the whole chunk)",
   )
   _add_device_arguments(parser, defaults.devices)
-  parser.add_argument(
-    "--data-dir",
-    default=None,
-    help="directory holding <dataset>/ with its files (default: $PAREWIRE_DATA or ~/.cache/parewire_jax)",
-  )
-  parser.add_argument(
-    "--no-download",
-    action="store_true",
-    help="fail instead of downloading a missing dataset (default: download it)",
-  )
+  _add_data_arguments(parser)
   parser.add_argument(
     "--mlp-hidden",
     type=int,
@@ -339,14 +344,7 @@ def _parser() -> argparse.ArgumentParser:
     "(default: off)",
   )
   _add_device_arguments(a, None)
-  a.add_argument(
-    "--data-dir",
-    default=None,
-    help="directory holding <dataset>/ with its files (default: $PAREWIRE_DATA or ~/.cache/parewire_jax)",
-  )
-  a.add_argument(
-    "--no-download", action="store_true", help="fail instead of downloading a missing dataset (default: download it)"
-  )
+  _add_data_arguments(a)
   _add_cache_argument(a)
   return parser
 

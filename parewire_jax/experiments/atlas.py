@@ -356,8 +356,7 @@ def run_atlas(
   >>> [cell.cell.name for cell in result.cells], result.verdicts["mlp-1x16"] in VERDICTS
   (['mlp-1x16'], True)
   """
-  from parewire_jax.experiments.compare import run_compare
-  from parewire_jax.experiments.data import load_dataset
+  from parewire_jax.experiments.compare import dataset_of, run_compare
   from parewire_jax.experiments.progress import TrainingProgress
   from parewire_jax.experiments.train import evaluation_work, evaluations_of, steps_of
 
@@ -373,22 +372,15 @@ def run_atlas(
   }
   datasets: dict[tuple, Any] = {}  # cells that share their data load it once
 
-  def dataset_of(config: CompareConfig) -> Dataset:
+  def cell_dataset(config: CompareConfig) -> Dataset:
     key = (config.dataset, config.limit_train, config.limit_eval, config.standardize)
     if key not in datasets:
-      datasets[key] = load_dataset(
-        config.dataset,
-        data_dir=data_dir,
-        download=download,
-        limit_train=config.limit_train,
-        limit_eval=config.limit_eval,
-        standardize=config.standardize,
-      )
+      datasets[key] = dataset_of(config, data_dir=data_dir, download=download)
     return datasets[key]
 
   def work(config: CompareConfig) -> int:
     """The bar's count of one cell: training steps and evaluations of both variants."""
-    train, dataset = config.train_config(), dataset_of(config)
+    train, dataset = config.train_config(), cell_dataset(config)
     per_variant = steps_of(train, dataset, config.seeds) + evaluations_of(train, config.seeds) * evaluation_work(
       train, dataset
     )
@@ -409,7 +401,7 @@ def run_atlas(
       started = time.perf_counter()
       outcome = run_compare(
         cell.config,
-        dataset=dataset_of(cell.config),
+        dataset=cell_dataset(cell.config),
         out_dir=None if cells_dir is None else cells_dir / cell.name,
         resume=resume,
         progress=bar,

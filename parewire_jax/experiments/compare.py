@@ -123,6 +123,22 @@ def _first_seed_kernels(config: CompareConfig, dataset: Dataset) -> tuple[str, d
   return name, largest
 
 
+def dataset_of(config: CompareConfig, *, data_dir: str | os.PathLike | None = None, download: bool = True) -> Dataset:
+  """The data ``config`` trains on: ``load_dataset`` with its name, limits and standardization.
+
+  >>> dataset_of(CompareConfig(dataset="digits", limit_train=100, limit_eval=50)).x_train.shape
+  (100, 8, 8, 1)
+  """
+  return load_dataset(
+    config.dataset,
+    data_dir=data_dir,
+    download=download,
+    limit_train=config.limit_train,
+    limit_eval=config.limit_eval,
+    standardize=config.standardize,
+  )
+
+
 def run_compare(
   config: CompareConfig = CompareConfig(),  # noqa: B008 (a NamedTuple, immutable)
   *,
@@ -178,14 +194,7 @@ def run_compare(
   available_devices(config.devices)  # fails now, not after loading the data
   if dataset is None:
     check_batch_size(config.batch_size, train_size(config.dataset, config.limit_train))  # before loading the data
-    dataset = load_dataset(
-      config.dataset,
-      data_dir=data_dir,
-      download=download,
-      limit_train=config.limit_train,
-      limit_eval=config.limit_eval,
-      standardize=config.standardize,
-    )
+    dataset = dataset_of(config, data_dir=data_dir, download=download)
   base_model = build(config, "base", dataset.num_classes)  # fails now, not mid-run, on data the model can't take
   jax.eval_shape(lambda key: base_model.init(key, dataset.x_train[:1]), jax.random.key(0))
   train_config = config.train_config()
