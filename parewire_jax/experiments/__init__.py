@@ -49,6 +49,7 @@ _EXPORTS = {
   "build_model": "models",
   "kernel_initializer": "models",
   "make_optimizer": "optimizers",
+  "TrainingProgress": "progress",
   "BestEpoch": "report",
   "MetricReport": "report",
   "select_best_epoch": "report",
@@ -105,6 +106,9 @@ if TYPE_CHECKING:  # what static tools see (`X as X` re-exports); tests/test_pac
   )
   from parewire_jax.experiments.optimizers import (
     make_optimizer as make_optimizer,
+  )
+  from parewire_jax.experiments.progress import (
+    TrainingProgress as TrainingProgress,
   )
   from parewire_jax.experiments.report import (
     BestEpoch as BestEpoch,

@@ -55,9 +55,9 @@ class CellResult(NamedTuple):
   Attributes:
     cell: the cell.
     seeds: the init seeds, in the order of every per-seed array.
-    per_seed: variant -> metric of :data:`METRICS` -> per-seed values.
+    per_seed: variant -> metric of ``METRICS`` -> per-seed values.
     effects: metric -> the paired effect of rewired over base.
-    spread: the ratio of rewired's to base's spread of :data:`SPREAD_METRIC`.
+    spread: the ratio of rewired's to base's spread of ``SPREAD_METRIC``.
     train_seconds: the training time of both variants (when trained).
     reused: the cell's results were read back from an earlier run.
 
@@ -79,8 +79,8 @@ class AtlasResult(NamedTuple):
 
   Attributes:
     cells: the finished cells, in grid order.
-    q_values: cell name -> test of :data:`TESTS` -> Benjamini–Hochberg q-value over the whole atlas.
-    verdicts: cell name -> one of :data:`VERDICTS`.
+    q_values: cell name -> test of ``TESTS`` -> Benjamini–Hochberg q-value over the whole atlas.
+    verdicts: cell name -> one of ``VERDICTS``.
     table: markdown: every effect with its interval, the spread ratio, the verdict.
     confidence: the level of every interval.
     alpha: the false discovery rate of the verdicts.
@@ -98,7 +98,7 @@ class AtlasResult(NamedTuple):
 
 
 def cell_metrics(val_acc: Any, val_loss: Any) -> dict[str, np.ndarray]:
-  """The :data:`METRICS` of one variant from its ``(seeds, epochs)`` validation curves (accuracy as a fraction).
+  """The ``METRICS`` of one variant from its ``(seeds, epochs)`` validation curves (accuracy as a fraction).
 
   >>> m = cell_metrics([[0.5, 0.75]], [[1.0, 0.5]])
   >>> m["epoch1_val_acc"].tolist(), m["final_val_loss"].tolist()
@@ -226,7 +226,7 @@ def atlas_table(
 
 
 def heat_values(cell: CellResult) -> np.ndarray:
-  """The heatmap's colour of each of :data:`TESTS`: the effect over its interval's half-width, positive = better.
+  """The heatmap's colour of each of ``TESTS``: the effect over its interval's half-width, positive = better.
 
   Beyond ±1 the interval excludes "no effect"; the spread ratio counts on a
   log scale, a smaller spread being better.
@@ -329,8 +329,12 @@ def run_atlas(
 ) -> AtlasResult:
   """Runs every cell of ``grid``, base against rewired from the same seeds, and judges the effects (§4, §5).
 
+  Every cell's seeds are sharded over ``config.devices`` devices, and over
+  every process of a ``jax.distributed`` run, as in ``run_compare``; then
+  only process 0 shows progress and writes.
+
   Args:
-    grid: a grid's name (see :func:`~parewire_jax.experiments.atlas_grids.atlas_grid`)
+    grid: a grid's name (see :func:`~parewire_jax.experiments.atlas_grid`)
       or the cells themselves (distinct names, variants ``("base", "rewired")``).
     out_dir: when given, every cell's ``compare`` results (not its plots)
       go to ``out_dir/cells/<name>/`` as it finishes, and the atlas's to
@@ -341,10 +345,6 @@ def run_atlas(
       saved chunks of seeds. Needs ``out_dir``.
     data_dir, download: passed to ``load_dataset``.
     progress: one progress bar over the training of every cell.
-
-  Every cell's seeds are sharded over ``config.devices`` devices, and over
-  every process of a ``jax.distributed`` run, as in ``run_compare``; then
-  only process 0 shows progress and writes.
     confidence: the level of every interval.
     alpha: the false discovery rate of the verdicts.
 

@@ -112,7 +112,7 @@ VARIANTS = ("base", "rewired")
 
 
 def atlas_grid(name: str, *, seeds: int | None = None, cells: Sequence[str] | None = None) -> list[AtlasCell]:
-  """The cells of grid ``name`` (one of :data:`GRIDS`), optionally with other seeds or only some cells.
+  """The cells of grid ``name`` (one of ``GRIDS``), optionally with other seeds or only some cells.
 
   Args:
     name: the grid.

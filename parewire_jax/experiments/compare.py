@@ -174,7 +174,7 @@ def run_compare(
       another number of devices is reused). Needs ``out_dir``, which every
       process must see in a multi-process run.
     progress: show a progress bar over the training steps of every variant;
-      or a :class:`~parewire_jax.experiments.progress.TrainingProgress` bar
+      or a :class:`~parewire_jax.experiments.TrainingProgress` bar
       that counts this run's steps among others', left open.
     plots: with ``out_dir``, draw the plots too (``results.json`` and
       ``table.md`` are always written).

@@ -21,7 +21,14 @@ class TrainingProgress:
   ``total_steps`` training steps and ``evaluations`` evaluations of
   ``evaluation_work`` steps' worth each. Use ``start(name)`` before each
   run's ``train_seeds`` and pass ``update``, ``compiled`` and ``evaluated``
-  as its ``progress``, ``compiled`` and ``evaluated`` callbacks.
+  as its ``progress``, ``compiled`` and ``evaluated`` callbacks; or pass the
+  bar to ``run_compare(progress=...)``, which does so for its variants.
+
+  >>> with TrainingProgress(10, enabled=False) as bar:
+  ...   bar.start("base")
+  ...   bar.update(4)
+  >>> bar.count
+  4
   """
 
   def __init__(self, total_steps: int, *, evaluations: int = 0, evaluation_work: int = 0, enabled: bool = True):
