@@ -216,6 +216,8 @@ def test_resume_refuses_a_cell_run_with_other_settings(atlas_run, tmp_path):
     atlas_lib.run_atlas(changed, out_dir=tmp_path / "atlas", resume=True)
   with pytest.raises(ValueError, match="resume=True needs out_dir"):
     atlas_lib.run_atlas(CELLS, resume=True)
+  with pytest.raises(ValueError, match=r"confidence must be in \(0, 1\), got 95"):
+    atlas_lib.run_atlas(CELLS, confidence=95)
 
 
 def test_cli_atlas_resumes_the_smoke_grid_and_prints_the_table(atlas_run, tmp_path, capsys):

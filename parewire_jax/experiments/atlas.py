@@ -356,6 +356,8 @@ def run_atlas(
   >>> [cell.cell.name for cell in result.cells], result.verdicts["mlp-1x16"] in VERDICTS
   (['mlp-1x16'], True)
   """
+  import jax
+
   from parewire_jax.experiments.compare import dataset_of, run_compare
   from parewire_jax.experiments.progress import TrainingProgress
   from parewire_jax.experiments.train import evaluation_work, evaluations_of, steps_of
@@ -364,8 +366,9 @@ def run_atlas(
   check_atlas_cells(cells)
   if resume and out_dir is None:
     raise ValueError("resume=True needs out_dir: the directory whose cells/ an earlier atlas run saved.")
-  if not 0 < alpha < 1:
-    raise ValueError(f"alpha must be in (0, 1), got {alpha!r}.")
+  for value, name in ((confidence, "confidence"), (alpha, "alpha")):  # checked before hours of training
+    if not 0 < value < 1:
+      raise ValueError(f"{name} must be in (0, 1), got {value!r}.")
   cells_dir = None if out_dir is None else pathlib.Path(out_dir) / "cells"
   finished = {
     cell.name: _finished_cell(cell, cells_dir / cell.name) if resume and cells_dir else None for cell in cells
@@ -385,8 +388,6 @@ def run_atlas(
       train, dataset
     )
     return len(config.variants) * per_variant
-
-  import jax
 
   writes = jax.process_index() == 0  # with several processes (jax.distributed), one shows progress and writes
   results = []
