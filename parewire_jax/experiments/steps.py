@@ -33,7 +33,14 @@ from jax import Array
 from jax.sharding import Mesh, PartitionSpec
 
 from parewire_jax.experiments.models import kernels
-from parewire_jax.experiments.seeds import SEED_AXIS, merge_counts, over_seeds, split_counts, step_count_mask
+from parewire_jax.experiments.seeds import (
+  SEED_AXIS,
+  merge_counts,
+  over_seeds,
+  seed_keys,
+  split_counts,
+  step_count_mask,
+)
 from parewire_jax.lookahead_permutation import laperm_project
 from parewire_jax.strength import strength_stats
 
@@ -188,8 +195,7 @@ def make_step_functions(
     return params
 
   def init(seeds, x):
-    keys = jax.vmap(jax.random.key)(seeds)
-    return jax.vmap(init_one, in_axes=(0, None), out_axes=(0, 0, 0, None, 0, 0))(keys, x)
+    return jax.vmap(init_one, in_axes=(0, None), out_axes=(0, 0, 0, None, 0, 0))(seed_keys(seeds), x)
 
   return StepFunctions(
     sharded(init, (per_seed, replicated), (per_seed, per_seed, per_seed, replicated, per_seed, per_seed)),
