@@ -253,10 +253,11 @@ def train_seeds(
     return _placed(np.asarray(x), NamedSharding(mesh, PartitionSpec()))
 
   x_train, y_train = replicated(dataset.x_train), replicated(dataset.y_train)
+  example_x = replicated(dataset.x_train[:1])
   fns = make_step_functions(
     model,
     tx,
-    jnp.asarray(dataset.x_train[:1]),
+    example_x,
     seeds_per_vmap=config.seeds_per_vmap,
     track_gradients=config.track_gradients,
     laperm_evaluation=config.optimizer == "laperm_adam",
@@ -264,7 +265,6 @@ def train_seeds(
   )
   val = tuple(map(replicated, eval_batches(dataset.x_val, dataset.y_val, config.eval_batch_size)))
   test = tuple(map(replicated, eval_batches(dataset.x_test, dataset.y_test, config.eval_batch_size)))
-  example_x = replicated(dataset.x_train[:1])
 
   def epoch_segments(e: int) -> Array:
     indices = epoch_batches(config.data_seed, e, num_train, config.batch_size)
