@@ -21,6 +21,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
   "MatrixLayout": "axes",
   "as_matrices": "axes",
+  "einsum_kernel_axes": "axes",
   "from_matrices": "axes",
   "matrix_layout": "axes",
   "RankingDistance": "diagnostics",
@@ -38,7 +39,9 @@ _EXPORTS = {
   "random_prune": "pruning",
   "pa_rewire": "rewiring",
   "rewire": "rewiring",
+  "is_kernel": "selection",
   "is_weight_matrix": "selection",
+  "kernel_out_axes": "selection",
   "StrengthStats": "strength",
   "strength_stats": "strength",
   "strengths": "strength",
@@ -52,6 +55,7 @@ if TYPE_CHECKING:  # what static tools see (`X as X` re-exports); tests/test_pac
   from parewire_jax.axes import (
     MatrixLayout as MatrixLayout,
     as_matrices as as_matrices,
+    einsum_kernel_axes as einsum_kernel_axes,
     from_matrices as from_matrices,
     matrix_layout as matrix_layout,
   )
@@ -81,7 +85,9 @@ if TYPE_CHECKING:  # what static tools see (`X as X` re-exports); tests/test_pac
     rewire as rewire,
   )
   from parewire_jax.selection import (
+    is_kernel as is_kernel,
     is_weight_matrix as is_weight_matrix,
+    kernel_out_axes as kernel_out_axes,
   )
   from parewire_jax.strength import (
     StrengthStats as StrengthStats,

@@ -148,3 +148,57 @@ def from_matrices(matrices: Array, layout: MatrixLayout) -> Array:
   permuted_shape = tuple(layout.shape[a] for a in layout.permutation)
   inverse = tuple(layout.permutation.index(a) for a in range(len(layout.shape)))
   return jnp.transpose(matrices.reshape(permuted_shape), inverse)
+
+
+def einsum_kernel_axes(equation: str, operand: int = 1) -> tuple[tuple[int, ...], tuple[int, ...]]:
+  """The output and batch axes of the kernel of a two-operand einsum, read from its equation.
+
+  A kernel axis that also appears in the output but not in the other operand
+  holds output neurons; one contracted with the other operand (absent from
+  the output) holds input neurons; one in both the other operand and the
+  output indexes independent matrices (a batch axis, e.g. per-head weights).
+  This is how Keras's ``EinsumDense`` and nnx's ``Einsum`` lay out their
+  kernels (the kernel is operand 1 of ``"input,kernel->output"``).
+
+  Args:
+    equation: e.g. ``"abc,cde->abde"`` (an attention query projection).
+    operand: which operand is the kernel, 0 or 1.
+
+  Returns:
+    ``(out_axes, batch_axes)`` of the kernel, in the kernel's axis order.
+
+  Raises:
+    ValueError: for an equation that is not ``"x,y->z"``, a kernel with an
+      ellipsis or a repeated letter, a kernel axis summed away (in neither the
+      other operand nor the output), or a kernel with no input or no output
+      axis.
+
+  >>> einsum_kernel_axes("abc,cde->abde")  # (hidden, heads, head_dim)
+  ((1, 2), ())
+  >>> einsum_kernel_axes("abcd,cde->abe")  # (heads, head_dim, hidden)
+  ((2,), ())
+  >>> einsum_kernel_axes("btnh,nhd->btnd")  # per-head (head_dim, out): heads is a batch axis
+  ((2,), (0,))
+  """
+  text = equation.replace(" ", "")
+  if text.count("->") != 1 or text.split("->")[0].count(",") != 1 or operand not in (0, 1):
+    raise ValueError(f"expected a two-operand einsum equation 'x,y->z' and operand 0 or 1, got {equation!r}.")
+  inputs, output = text.split("->")
+  specs = inputs.split(",")
+  kernel, other = specs[operand], specs[1 - operand]
+  if "." in kernel or len(set(kernel)) != len(kernel):
+    raise ValueError(f"the kernel {kernel!r} of einsum {equation!r} has an ellipsis or a repeated axis.")
+  out, batch, inputs_found = [], [], False
+  for axis, letter in enumerate(kernel):
+    in_other, in_output = letter in other, letter in output
+    if in_output and in_other:
+      batch.append(axis)
+    elif in_output:
+      out.append(axis)
+    elif in_other:
+      inputs_found = True
+    else:
+      raise ValueError(f"axis {letter!r} of the kernel {kernel!r} of einsum {equation!r} is summed away.")
+  if not out or not inputs_found:
+    raise ValueError(f"the kernel {kernel!r} of einsum {equation!r} needs an input and an output axis.")
+  return tuple(out), tuple(batch)

@@ -109,7 +109,8 @@ def ranking_distance(w_prev: Any, w_cur: Any, *, where: Where | None = None) -> 
     w_prev: the weights at the earlier step: an array (ndim ≥ 2) or a tree.
     w_cur: the weights at the later step, same structure and shapes.
     where: for trees, ``(path, leaf) -> bool`` narrows the weight matrices
-      measured (default: all of them; see :mod:`parewire_jax.selection`).
+      measured (default: the dense and convolution kernels; see
+      :mod:`parewire_jax.selection`).
 
   Returns:
     A :class:`RankingDistance` for arrays; for trees, a tree with a
@@ -136,7 +137,7 @@ def weight_deviation(params_init: Any, params: Any, *, where: Where | None = Non
     params_init: the initial weights: an array or a tree.
     params: the current weights, same structure and shapes.
     where: for trees, ``(path, leaf) -> bool`` selects among the floating
-      leaves (default: the weight matrices, ``ndim >= 2``; pass ``lambda
+      leaves (default: the dense and convolution kernels; pass ``lambda
       path, leaf: True`` to include biases; see :mod:`parewire_jax.selection`).
 
   Returns:

@@ -127,9 +127,11 @@ def laperm(
     sync_period: the sync period ``k`` (a positive integer; may be an array,
       e.g. injected or scheduled by ``optax.inject_hyperparams``).
     where: ``(path, leaf) -> bool`` narrows the weight matrices that LaPerm
-      permutes (default: every floating leaf with ``ndim >= 2``; see
-      :mod:`parewire_jax.selection`); it runs once per weight matrix at
-      ``init``. Unselected leaves (biases, norms) follow ``inner``. With
+      permutes (default: the dense and convolution kernels, not embedding
+      tables; ``where=parewire_jax.is_weight_matrix`` for every floating leaf
+      with ``ndim >= 2``; see :mod:`parewire_jax.selection`); it runs once
+      per weight matrix at ``init``. Unselected leaves (embeddings, biases,
+      norms) follow ``inner``. With
       ``optax.inject_hyperparams`` pass ``static_args="where"``.
     reset_state: re-initialise the inner optimizer state (``inner.init`` on the
       synchronised parameters) at every sync. This also restarts step counts

@@ -45,7 +45,8 @@ def random_prune(key: Array, params: Any, fraction: float, *, where: Where | Non
     params: a parameter tree, or a single array.
     fraction: the pruned fraction ``p`` in ``[0, 1]`` (a concrete number).
     where: ``(path, leaf) -> bool`` narrows the weight matrices that are
-      pruned (default: all of them; see :mod:`parewire_jax.selection`); a
+      pruned (default: the dense and convolution kernels; see
+      :mod:`parewire_jax.selection`); a
       bare array is always pruned.
 
   Returns:

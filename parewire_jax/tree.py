@@ -1,14 +1,20 @@
-"""Whole-model PA rewiring: every weight matrix of a parameter tree (§3.3, §4).
+"""Whole-model PA rewiring: every dense and convolution kernel of a parameter tree (§3.3, §4).
 
-The paper rewires every layer of a network at initialisation (§3.3, §4.1).
+The paper rewires every layer of a network at initialisation (§3.3, §4.1):
+the weights of its fully connected and convolutional layers.
 :func:`rewire_params` does that for any pytree of parameters (a plain dict,
-Flax linen variables, an ``nnx.State``, an Equinox module) in three steps:
+Flax linen variables, an ``nnx.State`` or module, an Equinox module, Haiku
+params, Hugging Face Flax ``model.params``) in three steps:
 
-1. **Select.** The weight matrices (floating leaves with ``ndim >= 2``) for
-   which ``where(path, leaf)`` holds, by the package's one selection rule
-   (:mod:`parewire_jax.selection`), are viewed as ``(batch, n_in, n_out)``
-   matrices with :func:`parewire_jax.as_matrices`; every other leaf is
-   returned as the same object.
+1. **Select.** By the package's one selection rule
+   (:mod:`parewire_jax.selection`): by default the kernels of dense and
+   convolution layers, told by the modules that own them or by their names
+   (not embedding tables, not normalisation parameters), or the weight
+   matrices for which ``where(path, leaf)`` holds. Each is viewed as
+   ``(batch, n_in, n_out)`` matrices with :func:`parewire_jax.as_matrices`
+   over its true output axes (by default those the tree says,
+   :func:`parewire_jax.kernel_out_axes`); every other leaf is returned as
+   the same object.
 2. **Key.** A leaf's key is :func:`leaf_key` ``(key, path)``, folded from a
    stable hash of the leaf's path, so a leaf's result depends only on
    ``key``, its path and its value: not on the rest of the tree, its order,
@@ -35,7 +41,7 @@ from jax import Array
 from parewire_jax._checks import PASSES, Pass, as_typed_key, check_axes, check_int, check_offset, check_passes
 from parewire_jax.axes import AxisSpec, MatrixLayout, as_matrices, from_matrices, matrix_layout
 from parewire_jax.rewiring import rewire_stack
-from parewire_jax.selection import KeyPath, Where, check_where, select
+from parewire_jax.selection import KeyPath, TreeRule, Where, check_where, select
 
 AxesFn = Callable[[KeyPath, Array], AxisSpec | None]
 
@@ -78,17 +84,31 @@ class _LeafMatrices(NamedTuple):
   keys: Array  # (num_matrices,) keys, matrix b's key at b
 
 
-def _leaf_layout(path: KeyPath, leaf, out_axis, batch_axis) -> MatrixLayout:
+def _leaf_layout(path: KeyPath, leaf, out_axis, batch_axis, rule: TreeRule) -> MatrixLayout:
   """Resolves (possibly per-leaf) axes and validates them for ``leaf``."""
   name = jax.tree_util.keystr(path)
-  out = out_axis(path, leaf) if callable(out_axis) else out_axis
   batch = batch_axis(path, leaf) if callable(batch_axis) else batch_axis
-  out = check_axes(out, f"out_axis for leaf {name}")
   batch = check_axes(batch, f"batch_axis for leaf {name}", allow_none=True)
+  if out_axis is None:
+    out = _default_out_axes(path, leaf, () if batch is None else batch, rule)
+  else:
+    out = out_axis(path, leaf) if callable(out_axis) else out_axis
+  out = check_axes(out, f"out_axis for leaf {name}")
   try:
     return matrix_layout(leaf.shape, out, () if batch is None else batch)
   except ValueError as e:
     raise ValueError(f"leaf {name} of shape {tuple(leaf.shape)}: {e}") from None
+
+
+def _default_out_axes(path: KeyPath, leaf, batch: AxisSpec, rule: TreeRule) -> AxisSpec:
+  """The tree's rule applied to the leaf without its batch axes (a stack of layers is judged as one layer)."""
+  ndim = len(leaf.shape)
+  batch_axes = (batch,) if isinstance(batch, int) else tuple(batch)
+  if not all(-ndim <= a < ndim for a in batch_axes):
+    return -1  # matrix_layout reports the bad batch axis
+  rest = [a for a in range(ndim) if a not in {b % ndim for b in batch_axes}]
+  layer = jax.ShapeDtypeStruct(tuple(leaf.shape[a] for a in rest), leaf.dtype)
+  return tuple(rest[a] for a in rule.out_axes(path, layer))
 
 
 def _default_group_bytes() -> int:
@@ -177,20 +197,20 @@ def rewire_params(
   params: Any,
   *,
   where: Where | None = None,
-  out_axis: AxisSpec | AxesFn = -1,
+  out_axis: AxisSpec | AxesFn | None = None,
   batch_axis: AxisSpec | AxesFn | None = None,
   passes: Sequence[Pass] = PASSES,
   offset: float = 1.0,
   max_group_bytes: int | None = None,
 ) -> Any:
-  """PA-rewires every weight matrix of a parameter tree (Algorithm 1, §3.3).
+  """PA-rewires every dense and convolution kernel of a parameter tree (Algorithm 1, §3.3).
 
-  Selected leaves are floating arrays with ``ndim >= 2`` for which
-  ``where(path, leaf)`` is true; each is replaced by a bit-exact permutation
-  of itself with lower neuron-strength variance. Every other leaf (biases,
-  norms, integer counters, non-array leaves, and arrays ``where`` rejects)
-  is returned as the very same object. A selected leaf ``x`` at ``path``
-  becomes exactly::
+  Selected leaves (by default the kernels of dense and convolution layers;
+  see ``where``) are each replaced by a bit-exact permutation of themselves
+  with lower neuron-strength variance. Every other leaf (embedding tables,
+  norms, biases, integer counters, non-array leaves, and arrays ``where``
+  rejects) is returned as the very same object. A selected leaf ``x`` at
+  ``path`` becomes exactly::
 
       rewire(leaf_key(key, path), x, out_axis=..., batch_axis=...,
              passes=passes, offset=offset)
@@ -201,16 +221,28 @@ def rewire_params(
 
   Args:
     key: a PRNG key; leaf keys come from :func:`leaf_key`.
-    params: any pytree: a dict, Flax linen variables, an ``nnx.State``
-      (``nnx.split`` → ``rewire_params`` → ``nnx.merge``), an Equinox module.
-    where: ``(path, leaf) -> bool`` narrowing the floating ``ndim >= 2``
-      leaves (default: all of them), e.g. to keep embeddings:
-      ``lambda path, x: "embed" not in jax.tree_util.keystr(path)``. It is
-      called once per weight matrix and must return a Python bool (the rule
-      of :mod:`parewire_jax.selection`, shared with LaPerm).
-    out_axis: the output-neuron axis or axes, for every leaf, or a callable
-      ``(path, leaf) -> axes``. ``-1`` is Flax's ``(..., in, out)``; ``0``
-      serves Equinox and PyTorch's ``(out, in, ...)``.
+    params: any pytree: a dict, Flax linen variables, Hugging Face Flax
+      ``model.params``, Haiku params, an ``nnx.State`` (``nnx.split`` →
+      ``rewire_params`` → ``nnx.merge``) or nnx module, an Equinox module.
+    where: ``None`` (default): the kernels of dense and convolution layers,
+      as the paper rewires (§3.1), told by their owning Equinox/nnx modules
+      or by their names (``kernel``, ``w``, ``weight``; not embeddings, not
+      normalisation parameters); a weight matrix it cannot tell is an error
+      naming its path (:mod:`parewire_jax.selection`). Or a callable
+      ``(path, leaf) -> bool`` choosing among the weight matrices (floating,
+      ``ndim >= 2``): :func:`parewire_jax.is_kernel` for the named kernels
+      only, :func:`parewire_jax.is_weight_matrix` for all of them (the
+      former default, of 0.1), or your own. It is called once per weight matrix
+      and must return a Python bool (shared with LaPerm).
+    out_axis: the output-neuron axis or axes. ``None`` (default): as the
+      tree says, leaf by leaf (:func:`parewire_jax.kernel_out_axes`: Flax,
+      Keras and Haiku ``(..., in, out)``; Equinox and PyTorch-style
+      ``weight`` ``(out, in, ...)``; attention ``DenseGeneral`` kernels
+      ``(in, heads, head_dim)`` over ``(heads, head_dim)``; an nnx
+      ``LinearGeneral``'s ``out_features``; an error naming the path where
+      it cannot tell). Or an int or a sequence of ints for every leaf, e.g.
+      ``(-2, -1)``, or a callable ``(path, leaf) -> axes``. Axes are counted
+      on the whole leaf, batch axes included.
     batch_axis: axes indexing independent matrices, e.g. ``0`` for layers
       stacked by ``nn.scan``/``nnx.vmap``; ``None`` (default) or ``()`` for
       none. An int or sequence applies to every selected leaf; a callable
@@ -234,8 +266,10 @@ def rewire_params(
 
   Raises:
     ValueError: for a bad ``key``, ``where``, ``out_axis``, ``batch_axis``,
-      ``passes``, ``offset`` or ``max_group_bytes``, or axes that do not fit
-      a selected leaf (the message names the leaf's path).
+      ``passes``, ``offset`` or ``max_group_bytes``, axes that do not fit a
+      selected leaf, a weight matrix the default selection cannot tell, or a
+      kernel whose output axes the default cannot tell (each message names
+      the leaf's path).
 
   >>> import jax, jax.numpy as jnp
   >>> params = {"dense": {"kernel": jax.random.normal(jax.random.key(0), (12, 8)),
@@ -251,7 +285,7 @@ def rewire_params(
   """
   key = as_typed_key(key)
   where = check_where(where)
-  check_axes(out_axis, "out_axis", allow_callable=True)
+  check_axes(out_axis, "out_axis", allow_none=True, allow_callable=True)
   check_axes(batch_axis, "batch_axis", allow_none=True, allow_callable=True)
   passes = check_passes(passes)
   offset = check_offset(offset)
@@ -259,11 +293,12 @@ def rewire_params(
 
   paths_and_leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
   chosen = jax.tree_util.tree_leaves(select(params, where))
+  rule = TreeRule(params) if out_axis is None else TreeRule(None)
   groups: dict[tuple[int, int, Any], list[_LeafMatrices]] = {}
   for index, ((path, leaf), selected) in enumerate(zip(paths_and_leaves, chosen, strict=True)):
     if not selected:
       continue
-    layout = _leaf_layout(path, leaf, out_axis, batch_axis)
+    layout = _leaf_layout(path, leaf, out_axis, batch_axis, rule)
     if leaf.size == 0:
       continue  # nothing to move; rewire() returns such arrays as they are
     k = leaf_key(key, path)

@@ -37,7 +37,7 @@ def _flax_tree():
     "head": {"kernel": _normal(4, (12, 8), jnp.bfloat16)},
     "step": jnp.zeros((3, 3), jnp.int32),
     "scale": 2.0,
-    "empty": jnp.zeros((0, 4)),
+    "empty": {"kernel": jnp.zeros((0, 4))},
   }
 
 
@@ -95,7 +95,7 @@ def test_where_filters_leaves_and_does_not_change_the_others(flax_tree, flax_res
 
   new = _by_path(rewire_params(KEY, flax_tree, where=where))
   old, full = _by_path(flax_tree), _by_path(flax_result)
-  assert sorted(seen) == sorted(SELECTED + ("['empty']",))  # asked only about floating ndim >= 2 leaves
+  assert sorted(seen) == sorted(SELECTED + ("['empty']['kernel']",))  # asked only about floating ndim >= 2 leaves
   assert new["['proj']['kernel']"] is old["['proj']['kernel']"]
   for path in SELECTED:
     if "proj" not in path:
@@ -113,7 +113,7 @@ def test_leaf_result_does_not_depend_on_the_rest_of_the_tree(flax_tree, flax_res
   # Other leaves before and after it in flattening order, of its own shape and others.
   crowded = rewire_params(
     KEY,
-    {"a": _normal(7, (12, 8)), "dense": {"kernel": dense}, "z": _normal(9, (8, 12))},
+    {"a": {"kernel": _normal(7, (12, 8))}, "dense": {"kernel": dense}, "z": {"kernel": _normal(9, (8, 12))}},
   )
   assert_bits_equal(crowded["dense"]["kernel"], expected)
 
@@ -192,7 +192,7 @@ def test_one_trace_and_one_scan_per_pass_for_any_number_of_same_shaped_leaves(mo
   # An offset used nowhere else, so the jit cache cannot hide a trace.
   offset = 0.8125 + num_leaves
   calls = _count_traces(monkeypatch)
-  params = {f"layer{i}": _normal(i, (6, 5)) for i in range(num_leaves)}
+  params = {f"layer{i}": {"kernel": _normal(i, (6, 5))} for i in range(num_leaves)}
   jaxpr = jax.make_jaxpr(lambda p: rewire_params(KEY, p, offset=offset))(params)
   assert calls == [(6, 5)]  # traced once, for the whole stack
   assert _scans(jaxpr.jaxpr) == 2  # one lax.scan per pass
@@ -200,7 +200,7 @@ def test_one_trace_and_one_scan_per_pass_for_any_number_of_same_shaped_leaves(mo
 
 def test_chunks_are_balanced_and_compile_at_most_two_sizes(monkeypatch):
   calls = _count_traces(monkeypatch)
-  params = {f"layer{i}": _normal(i, (6, 5)) for i in range(7)}
+  params = {f"layer{i}": {"kernel": _normal(i, (6, 5))} for i in range(7)}
   matrix_bytes = 6 * 5 * 4
   jaxpr = jax.make_jaxpr(lambda p: rewire_params(KEY, p, offset=0.3125, max_group_bytes=3 * matrix_bytes))(params)
   assert len(calls) == 2  # chunk sizes 3 and 2 (7 = 3 + 2 + 2)
@@ -228,7 +228,7 @@ def _scanned_axes(path, leaf):
 
 @pytest.fixture(scope="module")
 def scanned_result(scanned_tree):
-  return rewire_params(KEY, scanned_tree, batch_axis=_scanned_axes)
+  return rewire_params(KEY, scanned_tree, where=pw.is_weight_matrix, batch_axis=_scanned_axes)
 
 
 def test_batch_axis_matrices_use_split_leaf_key(scanned_tree, scanned_result):
@@ -246,7 +246,7 @@ def test_batch_axis_matrices_use_split_leaf_key(scanned_tree, scanned_result):
 
 def test_int_batch_axis_applies_to_every_leaf(scanned_tree, scanned_result):
   more = _normal(12, (1, 12, 8))
-  new = rewire_params(KEY, {"layers": scanned_tree["layers"], "more": more}, batch_axis=0)
+  new = rewire_params(KEY, {"layers": scanned_tree["layers"], "more": more}, where=pw.is_weight_matrix, batch_axis=0)
   assert_bits_equal(new["layers"]["kernel"], scanned_result["layers"]["kernel"])
   # A batch of one still uses split(leaf_key, 1)[0], as rewire() does, not leaf_key itself.
   assert_bits_equal(new["more"][0], pw.pa_rewire(jax.random.split(leaf_key(KEY, (DictKey("more"),)), 1)[0], more[0]))
@@ -254,7 +254,9 @@ def test_int_batch_axis_applies_to_every_leaf(scanned_tree, scanned_result):
 
 def test_chunking_splits_a_batched_leaf_without_changing_results(scanned_tree, scanned_result):
   # 4 matrices of (12, 8) in chunks of 2: the stacked leaf straddles two chunks.
-  new = rewire_params(KEY, scanned_tree, batch_axis=_scanned_axes, max_group_bytes=2 * 12 * 8 * 4)
+  new = rewire_params(
+    KEY, scanned_tree, where=pw.is_weight_matrix, batch_axis=_scanned_axes, max_group_bytes=2 * 12 * 8 * 4
+  )
   for a, b in zip(jax.tree.leaves(new), jax.tree.leaves(scanned_result), strict=True):
     assert_bits_equal(a, b)
 
@@ -365,7 +367,7 @@ def test_under_jit_matches_eager(flax_tree, flax_result):
   [
     ({"where": "kernel"}, "where must be"),
     ({"out_axis": "last"}, "out_axis must be"),
-    ({"out_axis": None}, "out_axis must be"),
+    ({"out_axis": 1.5}, "out_axis must be"),
     ({"batch_axis": 1.5}, "batch_axis must be"),
     ({"passes": "in"}, "passes"),
     ({"passes": ("up",)}, "passes"),

@@ -285,11 +285,11 @@ class ResNet18(nn.Module):
 def kernels(params: Any, *, seed_axis: bool = False) -> dict[str, Any]:
   """The kernels of a parameter tree by path, e.g. ``"Dense_0/kernel"``, in flattening order.
 
-  Kernels are the weights with a strength: the leaves that
-  :func:`parewire_jax.selection.is_weight_matrix` selects (floating arrays
-  with ``ndim >= 2``), the package's one selection rule, except embeddings
-  (a leaf whose name ends in ``embedding``: a lookup table, no neuron sums
-  its rows). Biases and norm scales are left out.
+  Kernels are the weights with a strength: the leaves that the package's one
+  selection rule selects by default (:mod:`parewire_jax.selection`: the
+  kernels of dense and convolution layers), so not the transformer's token
+  and position embeddings (lookup tables, no neuron sums their rows), nor
+  biases and norm scales.
 
   Args:
     params: a parameter tree (``variables["params"]``) of arrays or
@@ -307,7 +307,7 @@ def kernels(params: Any, *, seed_axis: bool = False) -> dict[str, Any]:
   one_seed = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), params) if seed_axis else params
   leaves = dict(jax.tree_util.tree_flatten_with_path(params)[0])
   names = {path: jax.tree_util.keystr(path, simple=True, separator="/") for path, _ in selected_leaves(one_seed)}
-  return {name: leaves[path] for path, name in names.items() if not name.endswith("embedding")}
+  return {name: leaves[path] for path, name in names.items()}
 
 
 def build_model(
