@@ -264,6 +264,7 @@ def rewire_model(
   where: Callable[[Any, Any], bool] | None = None,
   passes: Sequence[Pass] = PASSES,
   offset: float = 1.0,
+  scale_free: bool = False,
 ) -> dict[str, MatrixLayout]:
   """PA-rewires, in place, the kernels of a built Keras model over their true axes (§3.3).
 
@@ -279,6 +280,9 @@ def rewire_model(
       backbone built from its config.
     where: as in :func:`kernel_layouts`.
     passes, offset: as in :func:`parewire_jax.pa_rewire`.
+    scale_free: passed on to :func:`parewire_jax.rewire_params` when true
+      (the draws of Eq. 5 computed at Kaiming scale, for keras-hub's std-0.02
+      kernels; needs a parewire_jax whose core has it).
 
   Returns:
     The layouts of the rewired variables, ``{variable.path: MatrixLayout}``.
@@ -301,6 +305,7 @@ def rewire_model(
     batch_axis=lambda path, leaf: layouts[path[0].key].batch_axes,
     passes=passes,
     offset=offset,
+    **({"scale_free": True} if scale_free else {}),  # the core's option (Eq. 5 at Kaiming scale), passed through
   )
   for path, value in rewired.items():
     variables[path].assign(value)

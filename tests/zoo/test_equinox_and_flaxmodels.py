@@ -14,7 +14,7 @@ from zoo_checks import SCALE_FREE_FACTOR, check_rewired, decreases, finite, need
 
 import parewire_jax as pw
 
-pytestmark = pytest.mark.zoo
+pytestmark = pytest.mark.zoo  # the equimo tests share the attention group's shapes, flaxmodels the ResNet's
 KEY = jax.random.key(25)
 
 
@@ -59,6 +59,7 @@ def vit():
   )
 
 
+@pytest.mark.xdist_group("attention")
 def test_equimo_vit_rewired_over_its_modules_axes_then_trained(vit):
   eqx = pytest.importorskip("equinox")
   new = pw.rewire_params(KEY, vit)
@@ -78,6 +79,7 @@ def test_equimo_vit_rewired_over_its_modules_axes_then_trained(vit):
 
 
 @needs_scale_free
+@pytest.mark.xdist_group("attention")
 def test_equimo_scale_free(vit):
   check_rewired(KEY, vit, pw.rewire_params(KEY, vit, scale_free=True), _equimo_true_axes, factor=SCALE_FREE_FACTOR)
 
@@ -92,6 +94,7 @@ def _flax_true_axes(path, shape):
 IMAGES = jnp.asarray(np.random.default_rng(1).normal(size=(4, 16, 16, 3)), jnp.float32)
 
 
+@pytest.mark.xdist_group("resnet")
 def test_flaxmodels_resnet18_with_the_rewired_initializer_then_trained():
   fm = pytest.importorskip("flaxmodels")
   he = jax.nn.initializers.he_normal()
@@ -113,6 +116,7 @@ def test_flaxmodels_resnet18_with_the_rewired_initializer_then_trained():
   _train(loss_fn, variables["params"])
 
 
+@pytest.mark.xdist_group("resnet")
 def test_flaxmodels_resnet18_variables_rewired():
   fm = pytest.importorskip("flaxmodels")
   variables = fm.ResNet18(pretrained=None, num_classes=10).init(KEY, IMAGES, train=False)

@@ -16,7 +16,7 @@ import parewire_jax as pw
 
 hk = pytest.importorskip("haiku")
 pwhk = pytest.importorskip("parewire_jax.haiku_adapter")
-pytestmark = pytest.mark.zoo
+pytestmark = [pytest.mark.zoo, pytest.mark.xdist_group("resnet")]  # see .ci/run: step_zoo
 
 KEY = jax.random.key(25)
 

@@ -23,7 +23,7 @@ from zoo_checks import (
 import parewire_jax as pw
 
 transformers = pytest.importorskip("transformers")
-pytestmark = pytest.mark.zoo
+pytestmark = [pytest.mark.zoo, pytest.mark.xdist_group("attention")]  # see .ci/run: step_zoo
 
 KEY = jax.random.key(25)
 SEQ, VOCAB = 16, 128

@@ -31,7 +31,7 @@ import parewire_jax as pw  # noqa: E402
 keras = pytest.importorskip("keras")
 keras_hub = pytest.importorskip("keras_hub")
 pwk = pytest.importorskip("parewire_jax.keras_adapter")
-pytestmark = pytest.mark.zoo
+pytestmark = [pytest.mark.zoo, pytest.mark.xdist_group("attention")]  # see .ci/run: step_zoo
 
 KEY = jax.random.key(25)
 VOCAB, SEQ = 128, 16
@@ -144,8 +144,15 @@ def test_rewired_initializer_follows_keras_conventions():
   assert pw.strength_stats(base).in_variance >= PAPER_FACTOR * pw.strength_stats(w).in_variance
   clone = keras.initializers.deserialize(keras.initializers.serialize(init))
   assert isinstance(clone, pwk.Rewired) and np.array_equal(np.asarray(clone((96, 80))), np.asarray(w))
-  layer = keras.layers.EinsumDense("abc,cde->abde", output_shape=(None, 4, 16), kernel_initializer=clone)
-  layer.build((None, 8, 96))  # an attention query kernel (96, 4, 16): give its output axes
+  # An attention query kernel (96, 4, 16) holds its outputs over (heads, head_dim): its initializer says so.
+  query_init = pwk.Rewired("he_normal", out_axis=pw.einsum_kernel_axes("abc,cde->abde")[0], seed=4)
+  layer = keras.layers.EinsumDense("abc,cde->abde", output_shape=(None, 4, 16), kernel_initializer=query_init)
+  layer.build((None, 8, 96))
+  he = keras.initializers.get("he_normal")
+  before = pw.strength_stats(he((96, 4, 16)), out_axis=(1, 2))
+  after = pw.strength_stats(layer.kernel.value, out_axis=(1, 2))
+  assert before.out_variance >= PAPER_FACTOR * after.out_variance
+  assert before.in_variance >= PAPER_FACTOR * after.in_variance
   with pytest.raises(ValueError, match="out_axis"):
     pwk.Rewired("he_normal", out_axis=3)((96, 4, 16))
   generator = pwk.Rewired("he_normal", seed=keras.random.SeedGenerator(3))
