@@ -51,23 +51,19 @@ one (an ``nnx.LinearGeneral`` kernel ``(*in_features, *out_features)``, an
 ``nnx.Einsum`` equation, Equinox's ``(out, in, ...)``), else from the
 ecosystems' conventions, in this order:
 
-======================================================  ==========================  =========
-leaf                                                    layout                      out axes
-======================================================  ==========================  =========
-``weight`` (Equinox, PyTorch-style)                     ``(out, in, *kernel)``      ``0``
-``kernel`` of ``c_attn``/``c_fc``/``c_proj`` in a tree  ``(out, in)``               ``0``
-with a ``c_attn`` kernel (Hugging Face GPT-2's
-``FlaxConv1D``)
-rank-3 ``kernel``/``w`` of ``query``/``key``/``value``  ``(in, heads, head_dim)``   ``(1, 2)``
-(Flax's ``MultiHeadDotProductAttention``/
-``MultiHeadAttention`` ``DenseGeneral``)
-rank-3 ``kernel``/``w`` of ``out``/``output``/          ``(heads, head_dim, out)``  ``2``
-``attention_output`` (their output projection)
-Haiku ``w`` of a ``*_transpose`` module                 ``(*kernel, out, in)``      ``-2``
-any other ``kernel``/``w`` of rank 2 or ≥ 4: dense,     ``(*in_axes, out)``         ``-1``
-convolution; of rank 3, a convolution (its owner's
-name says ``conv``)
-======================================================  ==========================  =========
+* ``weight`` (Equinox, PyTorch-style): ``(out, in, *kernel)``, output axis ``0``;
+* ``kernel`` of ``c_attn``/``c_fc``/``c_proj`` in a tree with a ``c_attn``
+  kernel (Hugging Face GPT-2's ``FlaxConv1D``): ``(out, in)``, output axis ``0``;
+* a rank-3 ``kernel``/``w`` of ``query``/``key``/``value`` (Flax's
+  ``MultiHeadDotProductAttention``/``MultiHeadAttention`` ``DenseGeneral``):
+  ``(in, heads, head_dim)``, output axes ``(1, 2)``;
+* a rank-3 ``kernel``/``w`` of ``out``/``output``/``attention_output``
+  (their output projection): ``(heads, head_dim, out)``, output axis ``2``;
+* Haiku's ``w`` of a ``*_transpose`` module: ``(*kernel, out, in)``, output
+  axis ``-2``;
+* any other ``kernel``/``w`` (dense of rank 2, convolution of rank ≥ 4, or of
+  rank 3 when its owner's name says ``conv``): ``(*in_axes, out)``, output
+  axis ``-1``.
 
 A rank-3 ``kernel``/``w`` of no attention projection and no convolution (its
 owner's name has no ``conv`` and no module tells) could be a ``Conv1D``
