@@ -63,11 +63,15 @@ class Rewired(keras.initializers.Initializer):
   Args:
     base: a Keras initializer or its name or config (``"he_normal"``,
       ``keras.initializers.HeNormal(seed=1)``); it draws with its own seed.
-    out_axis: the output-neuron axis or axes of the kernels it draws. ``-1``
-      is Keras's ``Dense`` ``(in, out)`` and ``Conv`` ``(*kernel, in, out)``
-      layout; an ``EinsumDense`` kernel needs its own, e.g. ``(1, 2)`` for
-      ``"abc,cde->abde"`` (:func:`parewire_jax.einsum_kernel_axes` reads it
-      from the equation), a ``Conv*Transpose`` kernel ``-2``.
+    out_axis: the output-neuron axis or axes of the kernels it draws.
+      ``None`` (default): ``-1``, Keras's ``Dense`` ``(in, out)`` and
+      ``Conv2D``/``Conv3D`` ``(*kernel, in, out)`` layout, for every rank but
+      3; a rank-3 shape is an error, since an initializer cannot tell a
+      ``Conv1D`` kernel ``(width, in, out)`` from an ``EinsumDense`` one such as
+      an attention query ``(hidden, heads, head_dim)``. Give it for those,
+      e.g. ``(1, 2)`` for ``"abc,cde->abde"``
+      (:func:`parewire_jax.einsum_kernel_axes` reads it from the equation),
+      ``-1`` for a ``Conv1D``, ``-2`` for a ``Conv*Transpose`` kernel.
     batch_axis: axes indexing independent matrices.
     passes, offset: as in :func:`parewire_jax.pa_rewire`.
     seed: the rewiring seed, as Keras's initializers take it: an int (every
@@ -88,7 +92,7 @@ class Rewired(keras.initializers.Initializer):
     self,
     base: Any = "glorot_uniform",
     *,
-    out_axis: AxisSpec = -1,
+    out_axis: AxisSpec | None = None,
     batch_axis: AxisSpec = (),
     passes: Sequence[Pass] = PASSES,
     offset: float = 1.0,
@@ -114,11 +118,19 @@ class Rewired(keras.initializers.Initializer):
 
   def __call__(self, shape: Sequence[int], dtype: Any = None) -> Array:
     _check_backend()
-    matrix_layout(shape, self.out_axis, self.batch_axis)
+    out_axis = self.out_axis
+    if out_axis is None:
+      if len(shape) == 3:
+        raise ValueError(
+          f"Rewired was asked for a rank-3 kernel {tuple(shape)} without out_axis: a Conv1D kernel (width, in, out) "
+          "or an EinsumDense kernel such as (hidden, heads, head_dim)? Pass out_axis (e.g. "
+          "parewire_jax.einsum_kernel_axes(equation)[0], or -1 for a Conv1D)."
+        )
+      out_axis = -1
+    matrix_layout(shape, out_axis, self.batch_axis)
     w = self.base(shape, dtype=dtype)
-    return rewire(
-      self._key(), w, out_axis=self.out_axis, batch_axis=self.batch_axis, passes=self.passes, offset=self.offset
-    )
+    key = self._key()
+    return rewire(key, w, out_axis=out_axis, batch_axis=self.batch_axis, passes=self.passes, offset=self.offset)
 
   def get_config(self) -> dict[str, Any]:
     return {

@@ -155,6 +155,8 @@ def test_rewired_initializer_follows_keras_conventions():
   assert before.in_variance >= PAPER_FACTOR * after.in_variance
   with pytest.raises(ValueError, match="out_axis"):
     pwk.Rewired("he_normal", out_axis=3)((96, 4, 16))
+  with pytest.raises(ValueError, match="rank-3 kernel.*EinsumDense"):
+    pwk.Rewired("he_normal")((96, 4, 16))  # never a guess between Conv1D and EinsumDense
   generator = pwk.Rewired("he_normal", seed=keras.random.SeedGenerator(3))
   assert not np.array_equal(np.asarray(generator((8, 8))), np.asarray(generator((8, 8))))
   with pytest.raises(ValueError, match="seed"):
