@@ -32,13 +32,13 @@ leaf is comes from what the tree tells:
   Haiku's ``"mlp/~/linear_0"`` or Keras's ``"dense/kernel"`` are split at ``/``
   and ``.``): ``kernel`` (Flax linen and nnx, Hugging Face Flax, Keras),
   ``w`` (Haiku ``Linear``, ``ConvND``) and ``weight`` (Equinox, PyTorch-style
-  trees) name kernels, except a ``w``/``weight`` whose owner's name says
+  trees) name kernels, except a ``weight`` whose owner's name says
   embedding (``embed``, ``embedding``, ``embed_tokens``, ``wte``, ``wpe``, …);
   names with an embedding, token or position word (``embedding``,
   ``embeddings``, ``cls_token``, ``pos_embed``, ``position_embeddings``) and
   the parameters of normalisations and biases (``scale``, ``bias``, ``b``,
   ``gamma``, ``beta``, ``offset``, ``mean``, ``var``, …) are not kernels, and
-  neither is any leaf but a ``kernel`` whose owner's name says embedding.
+  neither is any leaf but a ``kernel`` or ``w`` whose owner's name says embedding.
 
 A weight matrix the default cannot tell is an error naming its path; pass
 ``where=is_kernel`` to rewire only the leaves named as kernels, or
@@ -194,11 +194,11 @@ def kind_by_name(names: Sequence[str]) -> str | None:
   if not names:
     return None
   name, owner = names[-1], names[-2] if len(names) > 1 else ""
-  if name == "kernel":
-    return KERNEL
+  if name in ("kernel", "w"):
+    return KERNEL  # Flax/Keras embeddings are `embedding(s)`, Haiku's `embeddings`: a kernel is never one
   if owner and _names_embedding(owner):
-    return EMBEDDING  # Haiku's embed/embeddings, Equinox's Embedding.weight, a table under an `embed` module
-  if name in ("w", "weight"):
+    return EMBEDDING  # Equinox's Embedding.weight, a PyTorch-style `embed_tokens.weight`, a table under `embed`
+  if name == "weight":
     return KERNEL
   if _names_embedding(name):
     return EMBEDDING

@@ -142,6 +142,7 @@ KERNELS = [
   "['vit']['embeddings']['patch_embeddings']['projection']['kernel']",
   "['res_net18/~/initial_conv']['w']",
   "['multi_head_attention/query']['w']",
+  "['embed_proj']['w']",  # a Haiku Linear named after embeddings is still a Linear
   "['transformer_layer_0/self_attention/query/kernel']",
   ".blocks[0].blocks[0].attn.qkv.weight",
   ".patch_embed.proj.weight",
