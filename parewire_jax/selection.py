@@ -7,7 +7,7 @@ diagnostics, the experiments) selects its leaves the same way:
     a leaf is selected  ⇔  ``where(path, leaf)``  and  the operation can act on it
 
 What an operation can act on is its *eligibility*: a weight matrix (a floating
-array with ``ndim >= 2``, :func:`is_weight_matrix`) for rewiring, LaPerm,
+array with ``ndim >= 2``, :func:`~parewire_jax.is_weight_matrix`) for rewiring, LaPerm,
 pruning and ranking distances; any floating array for
 :func:`parewire_jax.weight_deviation`. So ``where`` only ever narrows, and can
 be written about names alone (``lambda path, x: "encoder" in
@@ -45,7 +45,7 @@ A weight matrix the default cannot tell is an error naming its path; pass
 ``where=is_weight_matrix`` to select every weight matrix (the former
 default, of 0.1), or a ``where`` of your own.
 
-**Axes.** :func:`kernel_out_axes` is the default ``out_axis`` of
+**Axes.** :func:`~parewire_jax.kernel_out_axes` is the default ``out_axis`` of
 :func:`parewire_jax.rewire_params`: from the owning module where the tree has
 one (an ``nnx.LinearGeneral`` kernel ``(*in_features, *out_features)``, an
 ``nnx.Einsum`` equation, Equinox's ``(out, in, ...)``), else from the
@@ -333,7 +333,7 @@ class TreeRule:
     return kind_by_name(path_names(path))
 
   def out_axes(self, path: KeyPath, leaf: Any) -> tuple[int, ...]:
-    """The output axes of a selected leaf (:func:`kernel_out_axes` with this tree's context)."""
+    """The output axes of a selected leaf (:func:`~parewire_jax.kernel_out_axes` with this tree's context)."""
     shape = tuple(leaf.shape)
     ndim = len(shape)
     names = path_names(path)
@@ -456,7 +456,7 @@ def select(tree: Any, where: Where | None = None, *, eligible: Where = is_weight
     ValueError: if ``where`` is neither ``None`` nor callable, or returns
       anything but a Python (or NumPy) bool; with ``where=None``, if an
       eligible weight matrix is neither told a kernel nor told something else;
-      if the tree holds penzai named arrays (:func:`refuse_named_axes`).
+      if the tree holds penzai named arrays (``refuse_named_axes``).
 
   >>> import jax.numpy as jnp
   >>> select({"kernel": jnp.ones((2, 3)), "bias": jnp.ones(3)}, lambda path, x: True)
