@@ -42,6 +42,7 @@ from jax.tree_util import tree_flatten_with_path
 
 import parewire_jax as pw
 from parewire_jax import tree as pw_tree
+from parewire_jax.selection import is_weight_matrix
 from parewire_jax.tree import leaf_key, rewire_params
 
 D_MODEL, D_FF = 4096, 11008
@@ -108,7 +109,9 @@ def worker(args) -> dict:
   tree_bytes = sum(x.nbytes for x in jax.tree.leaves(params))
   peak_before, peak_kind = peak_memory()
   if args.worker == "grouped":
-    run = functools.partial(rewire_params, key, params, max_group_bytes=args.max_group_bytes)
+    # The tree's leaves are named q, k, ..., down, not kernel: select every weight matrix, as before the default
+    # selection became the named dense/conv kernels.
+    run = functools.partial(rewire_params, key, params, where=is_weight_matrix, max_group_bytes=args.max_group_bytes)
   else:
     run = functools.partial(rewire_leaf_by_leaf, key, params)
   compile_s.clear()
