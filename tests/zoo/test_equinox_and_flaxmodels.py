@@ -94,31 +94,39 @@ def _flax_true_axes(path, shape):
 IMAGES = jnp.asarray(np.random.default_rng(1).normal(size=(4, 16, 16, 3)), jnp.float32)
 
 
-@pytest.mark.xdist_group("resnet")
-def test_flaxmodels_resnet18_with_the_rewired_initializer_then_trained():
+@pytest.fixture(scope="module")
+def flaxmodels_variables():
   fm = pytest.importorskip("flaxmodels")
-  he = jax.nn.initializers.he_normal()
-  model = fm.ResNet18(pretrained=None, num_classes=10, kernel_init=pw.rewired(he))
-  base_model = fm.ResNet18(pretrained=None, num_classes=10, kernel_init=he)
-  variables = model.init(KEY, IMAGES, train=False)
-  base = base_model.init(KEY, IMAGES, train=False)
-  # flaxmodels passes kernel_init to the stem convolution and the classifier only (its blocks keep
-  # lecun_normal): those two are permutations of the base model's with ≥ 2× lower strength variances, every
-  # other leaf is the base's. The whole model is rewired by rewire_params (the next test).
-  reached = ("['Conv_0']['kernel']", "['Dense_0']['kernel']")
-  check_rewired(KEY, base["params"], variables["params"], lambda p, s: _flax_true_axes(p, s) if p in reached else None)
-  finite(model.apply(variables, IMAGES, train=False))
-
-  def loss_fn(p):
-    logits, _ = model.apply({**variables, "params": p}, IMAGES, train=True, mutable=["batch_stats"])
-    return optax.softmax_cross_entropy_with_integer_labels(logits, jnp.arange(4)).mean()
-
-  _train(loss_fn, variables["params"])
+  return fm, fm.ResNet18(pretrained=None, num_classes=10).init(KEY, IMAGES, train=False)
 
 
 @pytest.mark.xdist_group("resnet")
-def test_flaxmodels_resnet18_variables_rewired():
-  fm = pytest.importorskip("flaxmodels")
-  variables = fm.ResNet18(pretrained=None, num_classes=10).init(KEY, IMAGES, train=False)
+def test_flaxmodels_resnet18_variables_rewired_then_trained(flaxmodels_variables):
+  fm, variables = flaxmodels_variables
   new = pw.rewire_params(KEY, variables)  # params and batch_stats: only the kernels move
   check_rewired(KEY, variables, new, _flax_true_axes, explicit=lambda **a: pw.rewire_params(KEY, variables, **a))
+  model = fm.ResNet18(pretrained=None, num_classes=10)
+  finite(model.apply(new, IMAGES, train=False))
+
+  def loss_fn(p):
+    logits, _ = model.apply({**new, "params": p}, IMAGES, train=True, mutable=["batch_stats"])
+    return optax.softmax_cross_entropy_with_integer_labels(logits, jnp.arange(4)).mean()
+
+  _train(loss_fn, new["params"])
+
+
+@pytest.mark.xdist_group("resnet")
+def test_flaxmodels_kernel_init_reaches_the_stem_and_the_classifier_only(flaxmodels_variables):
+  """Why the recipe is rewire_params: flaxmodels passes kernel_init to two layers, its blocks keep lecun_normal."""
+  fm, base = flaxmodels_variables
+  he = jax.nn.initializers.he_normal()
+  variables = fm.ResNet18(pretrained=None, num_classes=10, kernel_init=pw.rewired(he)).init(KEY, IMAGES, train=False)
+  reference = fm.ResNet18(pretrained=None, num_classes=10, kernel_init=he).init(KEY, IMAGES, train=False)
+  # The two reached kernels are permutations of the he_normal draw with ≥ 2× lower strength variances; every
+  # other leaf (the blocks' kernels included) is the plain model's, bit for bit.
+  reached = ("['Conv_0']['kernel']", "['Dense_0']['kernel']")
+  check_rewired(
+    KEY, reference["params"], variables["params"], lambda p, s: _flax_true_axes(p, s) if p in reached else None
+  )
+  block = base["params"]["BasicBlock_0"]["Conv_0"]["kernel"]
+  np.testing.assert_array_equal(np.asarray(variables["params"]["BasicBlock_0"]["Conv_0"]["kernel"]), np.asarray(block))
