@@ -208,10 +208,10 @@ def test_chunks_are_balanced_and_compile_at_most_two_sizes(monkeypatch):
 
 
 def test_chunk_sizes():
-  assert pw_tree._chunk_sizes(7, 3) == [3, 2, 2]
-  assert pw_tree._chunk_sizes(6, 3) == [3, 3]
-  assert pw_tree._chunk_sizes(5, 100) == [5]
-  assert pw_tree._chunk_sizes(4, 1) == [1, 1, 1, 1]
+  assert pw_tree.chunk_sizes(7, 3) == [3, 2, 2]
+  assert pw_tree.chunk_sizes(6, 3) == [3, 3]
+  assert pw_tree.chunk_sizes(5, 100) == [5]
+  assert pw_tree.chunk_sizes(4, 1) == [1, 1, 1, 1]
 
 
 # --------------------------------------------------------------------------- batch_axis (scanned layers)
