@@ -10,9 +10,10 @@ drawn from its own key), so they can run together.
 :func:`jax.vmap`: it traces the function to a jaxpr, finds the calls of the
 rewiring engine (:func:`parewire_jax.rewiring.rewire_stack`, through which
 every entry point goes), and evaluates the jaxpr with the calls of equal
-shape that do not depend on each other stacked into one ``vmap``-ed call.
-Each result is bit for bit what the call alone returns (the engine's
-matrices are independent under ``vmap``); only the schedule changes.
+shape that do not depend on each other stacked into one call of one compiled
+program: batched (``vmap``) on a GPU or TPU, a loop around the one scan on
+the CPU (:func:`parewire_jax.rewiring.over_stack`). Each result is bit for
+bit what the call alone returns; only the schedule changes.
 
 The schedule: a call's *stage* is the number of rewiring calls on the
 longest chain of calls its operands depend on (0 for every kernel of an
@@ -38,6 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from parewire_jax._checks import check_int
+from parewire_jax.rewiring import over_stack
 from parewire_jax.tree import chunk_sizes, default_group_bytes
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -49,6 +51,8 @@ _ENGINE_MODULE = "parewire_jax/rewiring.py"
 def _is_rewiring_call(eqn) -> bool:
   """Whether a jaxpr equation is a call of the rewiring engine (a ``jit`` of ``rewire_stack``)."""
   if eqn.params.get("name") != _ENGINE_NAME or "jaxpr" not in eqn.params:
+    return False
+  if len(eqn.invars) != 2 or len(eqn.outvars) != 1:  # (keys, matrices) -> matrices
     return False
   info = eqn.params["jaxpr"].jaxpr.debug_info
   return info is None or _ENGINE_MODULE in (info.func_src_info or "").replace("\\", "/")
@@ -139,8 +143,13 @@ def _bind(eqn, operands: Sequence[Any]) -> list:
 
 @functools.lru_cache(maxsize=256)
 def _batched_engine(closed_jaxpr) -> Callable:
-  """The engine call ``closed_jaxpr`` over a new leading axis: one compiled, ``vmap``-ed call per shape."""
-  return jax.jit(jax.vmap(jex.core.jaxpr_as_fun(closed_jaxpr)))
+  """The engine call ``closed_jaxpr`` over a new leading axis, compiled once per shape.
+
+  Batched on a GPU or TPU, a loop over the one call on the CPU, as the engine
+  does with a stack (:func:`parewire_jax.rewiring.over_stack`).
+  """
+  engine = jex.core.jaxpr_as_fun(closed_jaxpr)  # (keys, matrices) -> [matrices]
+  return jax.jit(over_stack(lambda keys, matrices: engine(keys, matrices)[0]))
 
 
 def _matrix_bytes(operands: Sequence[Any]) -> int:
@@ -163,7 +172,7 @@ def _run_group(calls: list[tuple[_Node, list]], max_group_bytes: int) -> list[li
       continue
     stacked = [jnp.stack(column) for column in zip(*(operands for _, operands in chunk), strict=True)]
     outputs = engine(*stacked)
-    results.extend([out[i] for out in outputs] for i in range(size))
+    results.extend([outputs[i]] for i in range(size))
   return results
 
 
@@ -201,9 +210,9 @@ def batch_rewiring(fn: F, *, max_group_bytes: int | None = None) -> F:
   ``batch_rewiring(fn)(*args)`` returns exactly ``fn(*args)``, bit for bit,
   but the independent calls of :func:`parewire_jax.rewired` initializers (and
   of :func:`parewire_jax.rewire`, :func:`parewire_jax.pa_rewire`) inside
-  ``fn`` that have the same matrix shape, dtype and settings run together, as
-  one ``vmap``-ed scan: one compiled program per shape instead of one per
-  kernel. Wrap a model's ``init`` (``jax.jit(batch_rewiring(model.init))``)
+  ``fn`` that have the same matrix shape, dtype and settings run together, in
+  one compiled program per shape instead of one per kernel (one batched scan
+  on a GPU or TPU, a loop around one scan on the CPU). Wrap a model's ``init`` (``jax.jit(batch_rewiring(model.init))``)
   or a function that builds an ``nnx`` module; keep
   ``kernel_init=rewired(...)`` as it is.
 

@@ -45,6 +45,7 @@ import functools
 from collections.abc import Callable, Sequence
 
 import jax
+import jax.extend as jex
 import jax.numpy as jnp
 from jax import Array, lax
 from jax.sharding import Sharding
@@ -169,7 +170,8 @@ def rewire_stack(
 
   Matrix ``b`` is rewired with ``keys[b]`` (a typed key array of shape
   ``(batch,)``); pass ``j`` uses ``jax.random.split(keys[b], len(passes))[j]``.
-  A stack of several matrices runs as one ``vmap``-ed scan per pass. Internal:
+  A stack of several matrices runs as one batched scan per pass on a GPU or
+  TPU, and as a loop over the plain scan on the CPU (:func:`over_stack`). Internal:
   arguments are not validated here; :func:`pa_rewire`, :func:`rewire` and
   :func:`parewire_jax.rewire_params` check them once and call this. Jitted, so
   eager callers (e.g. nnx modules built outside ``jit``) compile once per
@@ -180,7 +182,35 @@ def rewire_stack(
   if matrices.shape[0] == 1:
     return _rewire_matrix(keys[0], matrices[0], passes, offset, scale_free)[None]
   rewire_one = functools.partial(_rewire_matrix, passes=passes, offset=offset, scale_free=scale_free)
-  return jax.vmap(rewire_one)(keys, matrices)
+  return over_stack(rewire_one)(keys, matrices)
+
+
+def over_stack(fn: Callable[[Array, Array], Array]) -> Callable[[Array, Array], Array]:
+  """``fn(key, matrix)`` over a stack ``(keys, matrices)``: a loop on the CPU, ``vmap`` elsewhere.
+
+  Each matrix is computed exactly as alone either way, so the results do not
+  depend on the platform. On a GPU or TPU a step of many matrices costs about
+  what one costs, so they run together (``vmap``). XLA:CPU is bound by the
+  work of the sorts, not by latency, and compiles a ``vmap``-ed scan slower
+  than a loop around the plain one, which also runs no slower
+  (``benchmarks/RESULTS.md``). The loop rewires the stack in place, one
+  matrix at a time, so it needs one matrix of working memory beyond the
+  stack. ``fn`` is traced once, for both.
+  """
+
+  def stacked(keys: Array, matrices: Array) -> Array:
+    one = jax.make_jaxpr(fn)(keys[0], matrices[0])
+    rewire_one = lambda k, m: jex.core.jaxpr_as_fun(one)(k, m)[0]  # noqa: E731
+
+    def looped(keys, matrices):
+      def body(b, stack):
+        return lax.dynamic_update_index_in_dim(stack, rewire_one(keys[b], stack[b]), b, 0)
+
+      return lax.fori_loop(0, matrices.shape[0], body, matrices)
+
+    return lax.platform_dependent(keys, matrices, cpu=looped, default=jax.vmap(rewire_one))
+
+  return stacked
 
 
 def pa_rewire(
