@@ -146,11 +146,11 @@ def chunk_plan(args) -> list[tuple[int, int, list[int]]]:
   """``(n_in, n_out, chunk sizes)`` per group, as ``rewire_params`` will split them."""
   d, f = D_MODEL // args.scale, D_FF // args.scale
   itemsize = jnp.dtype(args.dtype).itemsize
-  max_group_bytes = args.max_group_bytes or pw_tree._default_group_bytes()
+  max_group_bytes = args.max_group_bytes or pw_tree.default_group_bytes()
   plan = []
   for (n_in, n_out), count in (((d, d), 4), ((d, f), 2), ((f, d), 1)):
     max_matrices = max(1, max_group_bytes // (n_in * n_out * itemsize))
-    plan.append((n_in, n_out, pw_tree._chunk_sizes(count * args.layers, max_matrices)))
+    plan.append((n_in, n_out, pw_tree.chunk_sizes(count * args.layers, max_matrices)))
   return plan
 
 

@@ -7,9 +7,12 @@ one through the carry, so XLA cannot hoist the work out of the loop. Rows:
 
 * ``loop``: the carry update alone (the scan's own per-step overhead);
 * ``gumbel``: drawing the step's Gumbel noise from its key;
-* ``argsort pairs`` / ``argsort packed``: the two exact stable argsorts of
-  ``parewire_jax.rewiring`` (key–index pair sort; two single-operand int32 sorts);
-* ``scatter``: placing a sorted column into a ranking (unique indices, as the library);
+* ``argsort pairs`` / ``argsort packed``: the exact stable argsorts of ``parewire_jax.sorting``
+  (key–index pair sort, the non-CPU path; two single-operand int32 sorts, the CPU path before 0.2);
+* ``rank by search``: the stable rank the CPU step computes since 0.2 (one single-operand sort, a
+  binary search and, for equal keys, rounds that settle them);
+* ``scatter`` / ``gather``: placing a sorted column by a ranking (unique indices; the step before 0.2)
+  or by ranks (the step since 0.2);
 * ``full step``: ``pa_rewire(..., passes=("in",))`` divided by ``n - 1``, so it also
   carries the share of the work hoisted out of the scan (sorting every column once,
   the transposes), which is small next to the steps.
@@ -71,7 +74,9 @@ ROWS = {
   "gumbel": lambda carry, key, column: _bits(jax.random.gumbel(key, carry.shape, jnp.float32)),
   "argsort pairs": lambda carry, key, column: sorting.stable_argsort_pairs(column ^ carry),
   "argsort packed": lambda carry, key, column: sorting.stable_argsort_packed(column ^ carry),
+  "rank by search": lambda carry, key, column: sorting.stable_rank_by_search(column ^ carry),
   "scatter": lambda carry, key, column: jnp.zeros_like(column).at[_permutation(carry)].set(column, unique_indices=True),
+  "gather": lambda carry, key, column: column[_permutation(carry)],
 }
 
 

@@ -21,6 +21,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
   "MatrixLayout": "axes",
   "as_matrices": "axes",
+  "batch_rewiring": "batching",
   "einsum_kernel_axes": "axes",
   "from_matrices": "axes",
   "matrix_layout": "axes",
@@ -58,6 +59,9 @@ if TYPE_CHECKING:  # what static tools see (`X as X` re-exports); tests/test_pac
     einsum_kernel_axes as einsum_kernel_axes,
     from_matrices as from_matrices,
     matrix_layout as matrix_layout,
+  )
+  from parewire_jax.batching import (
+    batch_rewiring as batch_rewiring,
   )
   from parewire_jax.diagnostics import (
     RankingDistance as RankingDistance,

@@ -101,6 +101,17 @@ def check_offset(offset: float) -> float:
   return value
 
 
+def check_bool(value: Any, name: str) -> bool:
+  """``value`` if it is a Python (or NumPy) bool; a traced or other value is refused.
+
+  >>> check_bool(True, "scale_free")
+  True
+  """
+  if not isinstance(value, bool | np.bool_):
+    raise ValueError(f"{name} must be True or False, got {value!r}.")
+  return bool(value)
+
+
 def check_fraction(fraction: float, name: str = "fraction") -> float:
   """A concrete number in ``[0, 1]``."""
   try:

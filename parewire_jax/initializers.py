@@ -24,7 +24,16 @@ import jax.numpy as jnp
 from jax import Array, lax
 from jax.typing import DTypeLike
 
-from parewire_jax._checks import PASSES, Pass, as_typed_key, check_floating, check_int, check_offset, check_passes
+from parewire_jax._checks import (
+  PASSES,
+  Pass,
+  as_typed_key,
+  check_bool,
+  check_floating,
+  check_int,
+  check_offset,
+  check_passes,
+)
 from parewire_jax.axes import AxisSpec, as_matrices, from_matrices, matrix_layout
 from parewire_jax.rewiring import explicit_sharding, rewire
 from parewire_jax.strength import strength_stats
@@ -73,6 +82,7 @@ def rewired(
   batch_axis: AxisSpec = (),
   passes: Sequence[Pass] = PASSES,
   offset: float = 1.0,
+  scale_free: bool = False,
 ) -> Initializer:
   """An initializer that PA-rewires the output of ``base_init`` (§3.3).
 
@@ -89,6 +99,8 @@ def rewired(
       rewired together in one batched scan.
     passes: ``("in", "out")`` as in the paper, or one of them.
     offset: Eq. 5's additive constant (the paper's 1); must be > 0.
+    scale_free: draw as if the kernel had Kaiming-normal scale (see
+      :func:`parewire_jax.pa_rewire`); for std-0.02 transformer inits.
 
   Returns:
     An initializer ``init(key, shape, dtype=None, out_sharding=None)``.
@@ -107,13 +119,15 @@ def rewired(
   """
   passes = check_passes(passes)
   offset = check_offset(offset)
+  scale_free = check_bool(scale_free, "scale_free")
 
   def init(key: Array, shape: Sequence[int], dtype: DTypeLike | None = None, out_sharding: Any = None) -> Array:
     as_typed_key(key)  # fail on a bad key before drawing; base_init still gets key itself
     matrix_layout(shape, out_axis, batch_axis)
     w = _call_base(base_init, key, shape, dtype, out_sharding)
     _check_base_output(w, shape)
-    w = rewire(rewiring_key(key), w, out_axis=out_axis, batch_axis=batch_axis, passes=passes, offset=offset)
+    settings = {"passes": passes, "offset": offset, "scale_free": scale_free}
+    w = rewire(rewiring_key(key), w, out_axis=out_axis, batch_axis=batch_axis, **settings)
     if out_sharding is not None and explicit_sharding(w) is None:
       # Auto axes: pin the result's layout (under Explicit axes w's type already carries it).
       w = lax.with_sharding_constraint(w, out_sharding)

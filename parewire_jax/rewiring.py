@@ -45,13 +45,23 @@ import functools
 from collections.abc import Callable, Sequence
 
 import jax
+import jax.extend as jex
 import jax.numpy as jnp
 from jax import Array, lax
 from jax.sharding import Sharding
 
-from parewire_jax._checks import PASSES, Pass, as_typed_key, check_array, check_floating, check_offset, check_passes
+from parewire_jax._checks import (
+  PASSES,
+  Pass,
+  as_typed_key,
+  check_array,
+  check_bool,
+  check_floating,
+  check_offset,
+  check_passes,
+)
 from parewire_jax.axes import AxisSpec, as_matrices, from_matrices, matrix_layout
-from parewire_jax.sorting import from_sortable_bits, stable_argsort, to_sortable_bits
+from parewire_jax.sorting import from_sortable_bits, stable_rank, to_sortable_bits
 
 
 def explicit_sharding(x: Array) -> Sharding | None:
@@ -74,16 +84,23 @@ def _keeping_explicit_sharding(fn: Callable[[Array, Array], Array], key: Array, 
   return jax.sharding.auto_axes(fn, out_sharding=sharding)(key, x)  # pyright: ignore[reportCallIssue]
 
 
-def _rewire_rows(key: Array, rows: Array, dtype: jnp.dtype, offset: float) -> Array:
+def _rewire_rows(key: Array, rows: Array, dtype: jnp.dtype, offset: float, scale: Array | None) -> Array:
   """Pass "in" of Algorithm 1 with the matrix's columns as the rows of ``rows``.
 
   ``rows[t]`` holds the weights of output neuron ``t`` over the inputs, as
-  sortable bits (:func:`parewire_jax.sorting.to_sortable_bits`). Row 0 keeps its order; every later
-  row is sorted once, outside the scan, and then rewired in place: the scan
-  carries the whole matrix and overwrites row ``t`` at step ``t``, so the only
-  working buffer is the sorted copy (no stacked scan output, no concatenation).
+  sortable bits (:func:`parewire_jax.sorting.to_sortable_bits`). Row 0 keeps
+  its order; every later row is sorted once, outside the scan, and then
+  rewired in place: the scan carries the whole matrix and overwrites row
+  ``t`` at step ``t``, so the only working buffer is the sorted copy (no
+  stacked scan output, no concatenation). The sorts of the rows and the step
+  keys are outside the loop; a step is Eq. 5, its Gumbel noise, one stable
+  rank (:func:`parewire_jax.sorting.stable_rank`: one single-operand sort on
+  the CPU), a gather and Eq. 6. The noise stays in the loop on purpose: drawn
+  for all steps at once, threefry's intermediates took three more
+  matrix-sized float32 buffers per pass (XLA:CPU's memory analysis).
   Weights become floats only for the strengths: XLA:CPU computes some 16-bit
   float data movement in float32, which would canonicalise NaN payloads.
+  ``scale`` (or None) multiplies the weights in the strengths only.
   """
   n_rows, n_in = rows.shape
   if n_in < 2 or n_rows < 2:
@@ -91,20 +108,21 @@ def _rewire_rows(key: Array, rows: Array, dtype: jnp.dtype, offset: float) -> Ar
   acc_dtype = jnp.promote_types(dtype, jnp.float32)
 
   def values(row_bits):
-    return from_sortable_bits(row_bits, dtype).astype(acc_dtype)
+    v = from_sortable_bits(row_bits, dtype).astype(acc_dtype)
+    return v if scale is None else v * scale.astype(acc_dtype)
 
   first = rows[0]
-  working = lax.sort(rows).at[0].set(first)  # every later row ascending; hoisted out of the scan
+  working = lax.sort(rows).at[0].set(first)  # every later row ascending
   step_keys = jax.random.split(key, n_rows - 1)
 
   def step(carry, inputs):
     strength, working = carry
     t, step_key = inputs
+    gumbel = jax.random.gumbel(step_key, (n_in,), jnp.float32)
     row_sorted = lax.dynamic_index_in_dim(working, t, keepdims=False)
     log_p = jnp.log(strength + jnp.abs(jnp.min(strength)) + offset)  # Eq. 5
-    gumbel = jax.random.gumbel(step_key, strength.shape, jnp.float32)
-    ranking = stable_argsort(-(log_p.astype(jnp.float32) + gumbel))
-    row = jnp.zeros_like(row_sorted).at[ranking].set(row_sorted, unique_indices=True)
+    # The k-th smallest weight goes to the k-th input of the Gumbel-top-k draw.
+    row = row_sorted[stable_rank(-(log_p.astype(jnp.float32) + gumbel))]
     working = lax.dynamic_update_index_in_dim(working, row, t, 0)
     return (strength + values(row), working), None  # Eq. 6
 
@@ -113,28 +131,47 @@ def _rewire_rows(key: Array, rows: Array, dtype: jnp.dtype, offset: float) -> Ar
   return working
 
 
-def _rewire_matrix(key: Array, w: Array, passes: tuple[Pass, ...], offset: float) -> Array:
+def kaiming_scale(w: Array) -> Array:
+  """The factor that gives ``w`` the Kaiming-normal std ``sqrt(2 / n_in)`` (1 where ``w`` has none).
+
+  ``w`` is an ``(n_in, n_out)`` matrix; its std is computed in float32 (or
+  float64). An all-equal or non-finite matrix has no usable scale and gets 1.
+  """
+  acc_dtype = jnp.promote_types(w.dtype, jnp.float32)
+  std = jnp.std(w.astype(acc_dtype))
+  target = jnp.sqrt(jnp.asarray(2.0 / w.shape[0], acc_dtype))
+  usable = jnp.isfinite(std) & (std > 0)
+  return jnp.where(usable, target / jnp.where(usable, std, 1), 1).astype(acc_dtype)
+
+
+def _rewire_matrix(key: Array, w: Array, passes: tuple[Pass, ...], offset: float, scale_free: bool) -> Array:
   """The passes of Algorithm 1 on one ``(n_in, n_out)`` matrix, with its key.
 
   Pass ``"in"`` permutes the columns of ``w``, pass ``"out"`` its rows;
   :func:`_rewire_rows` works on rows, so ``w`` is transposed only when the
-  next pass needs the other view.
+  next pass needs the other view. With ``scale_free`` every pass computes
+  its strengths from ``w`` rescaled by :func:`kaiming_scale` (the weights
+  moved are still ``w``'s own bits).
   """
+  scale = kaiming_scale(w) if scale_free else None
   bits, transposed = to_sortable_bits(w), False
   for pass_key, name in zip(jax.random.split(key, len(passes)), passes, strict=True):
     if transposed != (name == "in"):
       bits, transposed = bits.T, not transposed
-    bits = _rewire_rows(pass_key, bits, w.dtype, offset)
+    bits = _rewire_rows(pass_key, bits, w.dtype, offset, scale)
   return from_sortable_bits(bits.T if transposed else bits, w.dtype)
 
 
-@functools.partial(jax.jit, static_argnames=("passes", "offset"))
-def rewire_stack(keys: Array, matrices: Array, *, passes: tuple[Pass, ...], offset: float) -> Array:
+@functools.partial(jax.jit, static_argnames=("passes", "offset", "scale_free"))
+def rewire_stack(
+  keys: Array, matrices: Array, *, passes: tuple[Pass, ...], offset: float, scale_free: bool = False
+) -> Array:
   """The engine behind every entry point: rewires a ``(batch, n_in, n_out)`` stack.
 
   Matrix ``b`` is rewired with ``keys[b]`` (a typed key array of shape
   ``(batch,)``); pass ``j`` uses ``jax.random.split(keys[b], len(passes))[j]``.
-  A stack of several matrices runs as one ``vmap``-ed scan per pass. Internal:
+  A stack of several matrices runs as one batched scan per pass on a GPU or
+  TPU, and as a loop over the plain scan on the CPU (:func:`over_stack`). Internal:
   arguments are not validated here; :func:`pa_rewire`, :func:`rewire` and
   :func:`parewire_jax.rewire_params` check them once and call this. Jitted, so
   eager callers (e.g. nnx modules built outside ``jit``) compile once per
@@ -143,8 +180,37 @@ def rewire_stack(keys: Array, matrices: Array, *, passes: tuple[Pass, ...], offs
   if matrices.size == 0 or not passes:
     return matrices
   if matrices.shape[0] == 1:
-    return _rewire_matrix(keys[0], matrices[0], passes, offset)[None]
-  return jax.vmap(functools.partial(_rewire_matrix, passes=passes, offset=offset))(keys, matrices)
+    return _rewire_matrix(keys[0], matrices[0], passes, offset, scale_free)[None]
+  rewire_one = functools.partial(_rewire_matrix, passes=passes, offset=offset, scale_free=scale_free)
+  return over_stack(rewire_one)(keys, matrices)
+
+
+def over_stack(fn: Callable[[Array, Array], Array]) -> Callable[[Array, Array], Array]:
+  """``fn(key, matrix)`` over a stack ``(keys, matrices)``: a loop on the CPU, ``vmap`` elsewhere.
+
+  Each matrix is computed exactly as alone either way, so the results do not
+  depend on the platform. On a GPU or TPU a step of many matrices costs about
+  what one costs, so they run together (``vmap``). XLA:CPU is bound by the
+  work of the sorts, not by latency, and compiles a ``vmap``-ed scan slower
+  than a loop around the plain one, which also runs no slower
+  (``benchmarks/RESULTS.md``). The loop rewires the stack in place, one
+  matrix at a time, so it needs one matrix of working memory beyond the
+  stack. ``fn`` is traced once, for both.
+  """
+
+  def stacked(keys: Array, matrices: Array) -> Array:
+    one = jax.make_jaxpr(fn)(keys[0], matrices[0])
+    rewire_one = lambda k, m: jex.core.jaxpr_as_fun(one)(k, m)[0]  # noqa: E731
+
+    def looped(keys, matrices):
+      def body(b, stack):
+        return lax.dynamic_update_index_in_dim(stack, rewire_one(keys[b], stack[b]), b, 0)
+
+      return lax.fori_loop(0, matrices.shape[0], body, matrices)
+
+    return lax.platform_dependent(keys, matrices, cpu=looped, default=jax.vmap(rewire_one))
+
+  return stacked
 
 
 def pa_rewire(
@@ -153,6 +219,7 @@ def pa_rewire(
   *,
   passes: Sequence[Pass] = PASSES,
   offset: float = 1.0,
+  scale_free: bool = False,
 ) -> Array:
   """PA-rewires a ``(n_in, n_out)`` weight matrix (Algorithm 1, §3.3).
 
@@ -168,6 +235,14 @@ def pa_rewire(
       (column sums). The paper applies ``("in", "out")`` (§3.3, Fig. 1b–c).
     offset: the constant added in Eq. 5 so no input has zero probability (the
       paper's 1). Must be > 0.
+    scale_free: compute the strengths of Eq. 5–6 as if ``matrix`` had the
+      Kaiming-normal std ``sqrt(2 / n_in)`` the paper's experiments used
+      (§4.1), i.e. from ``matrix * kaiming_scale(matrix)``; the weights moved
+      are still ``matrix``'s own bits. Eq. 5's additive ``offset`` is not
+      scale-free: next to it the strengths of a std-0.02 kernel (BERT, GPT,
+      LLaMA inits) are small and the draws nearly uniform, so such kernels
+      lose much less strength variance than Kaiming-scale ones. Default
+      ``False``: the paper's Algorithm 1 unchanged.
 
   Returns:
     An array of the same shape and dtype whose every column (pass ``"in"``) or
@@ -190,6 +265,7 @@ def pa_rewire(
   """
   passes = check_passes(passes)
   offset = check_offset(offset)
+  scale_free = check_bool(scale_free, "scale_free")
   key = as_typed_key(key)
   check_array(matrix, "matrix")
   if jnp.ndim(matrix) != 2:
@@ -201,7 +277,7 @@ def pa_rewire(
     return matrix
 
   def run(k: Array, m: Array) -> Array:
-    return rewire_stack(k[None], m[None], passes=passes, offset=offset)[0]
+    return rewire_stack(k[None], m[None], passes=passes, offset=offset, scale_free=scale_free)[0]
 
   return _keeping_explicit_sharding(run, key, matrix)
 
@@ -214,6 +290,7 @@ def rewire(
   batch_axis: AxisSpec = (),
   passes: Sequence[Pass] = PASSES,
   offset: float = 1.0,
+  scale_free: bool = False,
 ) -> Array:
   """PA-rewires an array of any rank ≥ 2, viewed as matrices (§3.1).
 
@@ -230,7 +307,8 @@ def rewire(
     x: a floating array of rank ≥ 2.
     out_axis: axis or axes of the output neurons (Flax kernels: ``-1``).
     batch_axis: axes indexing independent matrices (stacked layers).
-    passes, offset: as in :func:`pa_rewire`.
+    passes, offset, scale_free: as in :func:`pa_rewire` (``scale_free`` uses
+      each matrix's own ``n_in``: ``kh·kw·c_in`` for a convolution kernel).
 
   Returns:
     A bit-exact permutation of ``x`` with the same shape, dtype and sharding.
@@ -246,6 +324,7 @@ def rewire(
   """
   passes = check_passes(passes)
   offset = check_offset(offset)
+  scale_free = check_bool(scale_free, "scale_free")
   key = as_typed_key(key)
   check_array(x, "x")
   matrix_layout(x.shape, out_axis, batch_axis)
@@ -256,6 +335,7 @@ def rewire(
   def run(k: Array, x: Array) -> Array:
     matrices, layout = as_matrices(x, out_axis, batch_axis)
     keys = jax.random.split(k, layout.num_matrices) if layout.batch_axes else k[None]
-    return from_matrices(rewire_stack(keys, matrices, passes=passes, offset=offset), layout)
+    rewired = rewire_stack(keys, matrices, passes=passes, offset=offset, scale_free=scale_free)
+    return from_matrices(rewired, layout)
 
   return _keeping_explicit_sharding(run, key, x)

@@ -5,6 +5,13 @@ permutation of their input bit for bit. Sorting the floats' bit patterns,
 mapped so that integer order equals float order, is exact (no value is ever
 computed) and, on XLA:CPU, several times faster than XLA's float comparator
 (``benchmarks/profile_step.py``; figures in ``benchmarks/RESULTS.md``).
+
+XLA:CPU sorts a single int32 operand with a fast specialised path, and a
+key–index pair (what ``argsort`` lowers to) through a generic comparator,
+about 7× slower. So the CPU paths here are built from single-operand sorts:
+:func:`stable_rank` needs one, :func:`stable_argsort` two. Other platforms
+sort key–index pairs, which their sort kernels do well. Each function
+computes the same result on every platform; only the way differs.
 """
 
 from __future__ import annotations
@@ -78,6 +85,64 @@ def stable_argsort_packed(bits: Array) -> Array:
   iota = lax.broadcasted_iota(jnp.int32, bits.shape, bits.ndim - 1)
   packed = lax.sort(lax.shift_left(rank.astype(jnp.int32), jnp.int32(b)) | iota)
   return packed & jnp.int32((1 << b) - 1)
+
+
+def stable_rank_by_search(bits: Array) -> Array:
+  """Stable ascending rank of 1-D integer keys with one single-operand sort.
+
+  ``rank[i]`` is the position of element ``i`` in the stable ascending order:
+  the number of smaller keys (a binary search in the sorted keys) plus, for a
+  key that several elements share, the number of earlier elements sharing it.
+  Equal keys are rare with continuous noise but do occur (float32 keys of a
+  few thousand draws collide now and then), so they are settled exactly, in
+  rounds: each round hands the next position of every group of equal keys to
+  its lowest-index member still unplaced; a round per extra member of the
+  largest group, none when all keys differ. A ``while_loop``, so it stays
+  cheap under ``vmap``, where a ``cond`` would run both branches.
+  """
+  n = bits.shape[-1]
+  iota = lax.iota(jnp.int32, n)
+  ordered = lax.sort(bits)
+  first = jnp.searchsorted(ordered, bits, side="left", method="scan").astype(jnp.int32)
+  # ordered[first] == bits, so an element shares its key iff the next position holds it too
+  shared = (first + 1 < n) & (ordered[jnp.minimum(first + 1, n - 1)] == bits)
+
+  def place_lowest(state):
+    rank, unplaced, round_ = state
+    lowest = jnp.full((n,), n, jnp.int32).at[first].min(jnp.where(unplaced, iota, n))
+    placed = unplaced & (lowest[first] == iota)
+    return jnp.where(placed, first + round_, rank), unplaced & ~placed, round_ + 1
+
+  rank, _, _ = lax.while_loop(lambda state: jnp.any(state[1]), place_lowest, (first, shared, jnp.int32(0)))
+  return rank
+
+
+def _rank_from_argsort(bits: Array) -> Array:
+  """The inverse permutation of :func:`stable_argsort_pairs`: the same ranks through a pair sort."""
+  ranking = stable_argsort_pairs(bits)
+  iota = lax.broadcasted_iota(jnp.int32, bits.shape, bits.ndim - 1)
+  return jnp.put_along_axis(jnp.zeros_like(iota), ranking, iota, axis=-1, inplace=False)
+
+
+def stable_rank(x: Array) -> Array:
+  """Each element's position in the stable ascending order, by exact bit-pattern order.
+
+  The inverse permutation of :func:`stable_argsort`: ``stable_rank(x)[i] == k``
+  exactly when ``stable_argsort(x)[k] == i``, so ``sorted_values[stable_rank(x)]``
+  places the k-th smallest value where ``x``'s k-th smallest element is. On the
+  CPU it costs one single-operand sort and a binary search
+  (:func:`stable_rank_by_search`); elsewhere a key–index pair sort. The result
+  is the same on every platform.
+
+  >>> import jax.numpy as jnp
+  >>> stable_rank(jnp.array([0.5, -1.0, 0.5, 0.0])).tolist()
+  [2, 0, 3, 1]
+  """
+  bits = to_sortable_bits(x.astype(jnp.float32)) if jnp.finfo(x.dtype).bits <= 32 else to_sortable_bits(x)
+  by_search = stable_rank_by_search
+  for _ in range(bits.ndim - 1):
+    by_search = jax.vmap(by_search)  # searchsorted is 1-D
+  return lax.platform_dependent(bits, cpu=by_search, default=_rank_from_argsort)
 
 
 def stable_argsort(x: Array) -> Array:

@@ -38,7 +38,16 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
-from parewire_jax._checks import PASSES, Pass, as_typed_key, check_axes, check_int, check_offset, check_passes
+from parewire_jax._checks import (
+  PASSES,
+  Pass,
+  as_typed_key,
+  check_axes,
+  check_bool,
+  check_int,
+  check_offset,
+  check_passes,
+)
 from parewire_jax.axes import AxisSpec, MatrixLayout, as_matrices, from_matrices, matrix_layout
 from parewire_jax.rewiring import rewire_stack
 from parewire_jax.selection import KeyPath, TreeRule, Where, check_where, select
@@ -111,7 +120,7 @@ def _default_out_axes(path: KeyPath, leaf, batch: AxisSpec, rule: TreeRule) -> A
   return tuple(rest[a] for a in rule.out_axes(path, layer))
 
 
-def _default_group_bytes() -> int:
+def default_group_bytes() -> int:
   """The local device's free memory over the workspace factor, if it reports it.
 
   With several processes every process must build the same programs, and free
@@ -126,7 +135,7 @@ def _default_group_bytes() -> int:
   return max(1, free // _WORKSPACE_FACTOR)
 
 
-def _chunk_sizes(total: int, max_size: int) -> list[int]:
+def chunk_sizes(total: int, max_size: int) -> list[int]:
   """Splits ``total`` into the fewest chunks of at most ``max_size``, balanced.
 
   Sizes differ by at most one, so a group compiles at most two chunk shapes
@@ -156,7 +165,12 @@ def _segments(members: list[_LeafMatrices], sizes: list[int]) -> Iterator[list[t
 
 
 def _rewire_group(
-  leaves: list, members: list[_LeafMatrices], max_matrices: int, passes: tuple[Pass, ...], offset: float
+  leaves: list,
+  members: list[_LeafMatrices],
+  max_matrices: int,
+  passes: tuple[Pass, ...],
+  offset: float,
+  scale_free: bool,
 ) -> dict[int, Array]:
   """Rewires one group chunk by chunk; returns the new leaves by index.
 
@@ -164,7 +178,7 @@ def _rewire_group(
   rewire, and a leaf is reassembled as soon as its last chunk is done, so the
   extra memory at any time is about one chunk (plus one partly done leaf).
   """
-  sizes = _chunk_sizes(sum(m.layout.num_matrices for m in members), max_matrices)
+  sizes = chunk_sizes(sum(m.layout.num_matrices for m in members), max_matrices)
   views: dict[int, Array] = {}
   done: dict[int, list[Array]] = {}
   results: dict[int, Array] = {}
@@ -177,7 +191,7 @@ def _rewire_group(
       keys.append(member.keys[lo:hi])
     stack = pieces[0] if len(pieces) == 1 else jnp.concatenate(pieces)
     del pieces
-    rewired = rewire_stack(jnp.concatenate(keys), stack, passes=passes, offset=offset)
+    rewired = rewire_stack(jnp.concatenate(keys), stack, passes=passes, offset=offset, scale_free=scale_free)
     del stack
     start = 0
     for member, lo, hi in chunk:
@@ -201,6 +215,7 @@ def rewire_params(
   batch_axis: AxisSpec | AxesFn | None = None,
   passes: Sequence[Pass] = PASSES,
   offset: float = 1.0,
+  scale_free: bool = False,
   max_group_bytes: int | None = None,
 ) -> Any:
   """PA-rewires every dense and convolution kernel of a parameter tree (Algorithm 1, §3.3).
@@ -213,7 +228,7 @@ def rewire_params(
   ``path`` becomes exactly::
 
       rewire(leaf_key(key, path), x, out_axis=..., batch_axis=...,
-             passes=passes, offset=offset)
+             passes=passes, offset=offset, scale_free=scale_free)
 
   whatever else the tree holds, in whatever order; only the work is shared:
   matrices of equal ``(n_in, n_out, dtype)`` from all leaves are rewired
@@ -248,7 +263,7 @@ def rewire_params(
       none. An int or sequence applies to every selected leaf; a callable
       ``(path, leaf) -> axes or None`` chooses per leaf. Each matrix joins the
       group of its ``(n_in, n_out, dtype)``.
-    passes, offset: as in :func:`parewire_jax.pa_rewire`.
+    passes, offset, scale_free: as in :func:`parewire_jax.pa_rewire`.
     max_group_bytes: the most bytes of matrices stacked into one scan. A
       group larger than this is split into balanced chunks (at most two chunk
       sizes per group); a single matrix larger than it is rewired alone.
@@ -289,6 +304,7 @@ def rewire_params(
   check_axes(batch_axis, "batch_axis", allow_none=True, allow_callable=True)
   passes = check_passes(passes)
   offset = check_offset(offset)
+  scale_free = check_bool(scale_free, "scale_free")
   check_int(max_group_bytes, "max_group_bytes", allow_none=True)
 
   paths_and_leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
@@ -306,12 +322,12 @@ def rewire_params(
     groups.setdefault((layout.n_in, layout.n_out, jnp.dtype(leaf.dtype)), []).append(_LeafMatrices(index, layout, keys))
 
   if groups and max_group_bytes is None:
-    max_group_bytes = _default_group_bytes()
+    max_group_bytes = default_group_bytes()
   leaves = [leaf for _, leaf in paths_and_leaves]
   new_leaves = list(leaves)
   for (n_in, n_out, dtype), members in groups.items():
     matrix_bytes = n_in * n_out * dtype.itemsize
     max_matrices = max(1, max_group_bytes // matrix_bytes)
-    for index, rewired in _rewire_group(leaves, members, max_matrices, passes, offset).items():
+    for index, rewired in _rewire_group(leaves, members, max_matrices, passes, offset, scale_free).items():
       new_leaves[index] = rewired
   return jax.tree_util.tree_unflatten(treedef, new_leaves)

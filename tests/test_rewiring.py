@@ -121,6 +121,22 @@ def test_packed_argsort_equals_pair_argsort_and_numpy_stable(keys):
   np.testing.assert_array_equal(sorting.stable_argsort_pairs(bits), expected)
 
 
+@settings(max_examples=40, deadline=None)
+@given(hnp.arrays(np.int32, st.integers(1, 300), elements=st.integers(-3, 3)))
+def test_stable_rank_is_the_inverse_of_the_stable_argsort(keys):
+  """Many equal keys: the rounds that settle them must give numpy's stable order, on both paths."""
+  expected = np.empty(len(keys), np.int64)
+  expected[np.argsort(keys, kind="stable")] = np.arange(len(keys))
+  np.testing.assert_array_equal(sorting.stable_rank_by_search(jnp.asarray(keys)), expected)
+  np.testing.assert_array_equal(sorting._rank_from_argsort(jnp.asarray(keys)), expected)
+
+
+def test_stable_rank_float_order_and_batches():
+  x = jnp.array([[0.5, -1.0, 0.0, -0.0, 3.0, -1.0, jnp.inf, -jnp.inf]] * 2, jnp.float32)
+  np.testing.assert_array_equal(sorting.stable_rank(x), [[5, 1, 4, 3, 6, 2, 7, 0]] * 2)
+  np.testing.assert_array_equal(jax.vmap(sorting.stable_rank)(x), sorting.stable_rank(x))
+
+
 def test_stable_argsort_float_order():
   x = jnp.array([0.5, -1.0, 0.0, -0.0, 3.0, -1.0, jnp.inf, -jnp.inf], jnp.float32)
   np.testing.assert_array_equal(sorting.stable_argsort(x), [7, 1, 5, 3, 2, 0, 4, 6])
@@ -249,6 +265,49 @@ def test_outputs_are_unchanged(dtype, passes, digest):
   assert hashlib.sha256(np.asarray(r).tobytes()).hexdigest()[:16] == digest
 
 
+# --------------------------------------------------------------------------- scale-free draws
+
+
+def test_scale_free_default_is_the_paper_and_scale_free_is_a_permutation():
+  w = 0.02 * _random_weights(6, (128, 128))
+  key = jax.random.key(2)
+  np.testing.assert_array_equal(pw.pa_rewire(key, w, scale_free=False), pw.pa_rewire(key, w))
+  r = pw.pa_rewire(key, w, scale_free=True)
+  assert_bit_permutation(r, w)
+  assert not np.array_equal(r, pw.pa_rewire(key, w))
+
+
+def test_scale_free_draws_do_not_depend_on_the_scale():
+  """The draws see ``w`` at Kaiming scale: any positive rescaling of ``w`` moves its weights the same way."""
+  w = _random_weights(7, (96, 64))
+  key = jax.random.key(3)
+  a = pw.pa_rewire(key, w, scale_free=True)
+  b = pw.pa_rewire(key, w * 0.25, scale_free=True)  # exact: a power of two
+  np.testing.assert_array_equal(np.asarray(a) * 0.25, b)
+
+
+def test_scale_free_recovers_the_variance_drop_of_small_kernels():
+  """Eq. 5's +1 swamps std-0.02 strengths; the scale-free draws get Kaiming-scale reductions (issue 25's figures)."""
+  w = 0.02 * _random_weights(8, (128, 128))
+  before = pw.strength_stats(w)
+  paper = pw.strength_stats(pw.rewire(jax.random.key(0), w))
+  free = pw.strength_stats(pw.rewire(jax.random.key(0), w, scale_free=True))
+  assert free.in_variance < paper.in_variance / 2
+  assert free.in_variance < before.in_variance / 8 and free.out_variance < before.out_variance / 8
+
+
+def test_kaiming_scale_of_degenerate_matrices_is_one():
+  assert float(rewiring.kaiming_scale(jnp.zeros((4, 3)))) == 1.0
+  assert float(rewiring.kaiming_scale(jnp.full((4, 3), jnp.nan))) == 1.0
+  np.testing.assert_allclose(float(rewiring.kaiming_scale(jnp.array([[1.0], [-1.0]]))), 1.0)  # std 1, sqrt(2/2)
+
+
+@pytest.mark.parametrize("value", [1, "yes", None, jnp.array(True)])
+def test_scale_free_must_be_a_bool(value):
+  with pytest.raises(ValueError, match="scale_free must be True or False"):
+    pw.pa_rewire(jax.random.key(0), jnp.ones((4, 4)), scale_free=value)
+
+
 # --------------------------------------------------------------------------- memory
 
 
@@ -316,12 +375,13 @@ class DeterminismTest(chex.TestCase):
     chex.assert_trees_all_equal(pw.rewire(jax.random.key(2), stack[0]), pw.pa_rewire(jax.random.key(2), stack[0]))
 
   def test_batched_scan_is_one_scan(self):
-    """Stacked matrices go through one batched scan per pass, not a Python loop."""
+    """Stacked matrices go through one scan per pass (batched, or in a loop on the CPU), not a Python loop."""
     stack = _random_weights(0, (6, 10, 7))
     jaxpr = str(jax.make_jaxpr(lambda k, x: pw.rewire(k, x, batch_axis=0))(jax.random.key(0), stack))
-    # Pass "in" scans the 7 - 1 columns and pass "out" the 10 - 1 rows, each once for all 6 matrices.
-    assert jaxpr.count("length=6") == 1 and jaxpr.count("length=9") == 1
-    assert "f32[6,10]" in jaxpr
+    # Pass "in" scans the 7 - 1 columns and pass "out" the 10 - 1 rows, once in each platform's branch: the
+    # accelerators' vmap over the 6 matrices and the CPU's loop around the scan of one matrix.
+    assert jaxpr.count("length=6") == 2 and jaxpr.count("length=9") == 2
+    assert "f32[6,10]" in jaxpr and "branches_platforms=(('cpu',), None)" in jaxpr
 
 
 # --------------------------------------------------------------------------- bad input
