@@ -84,7 +84,7 @@ def _keeping_explicit_sharding(fn: Callable[[Array, Array], Array], key: Array, 
   return jax.sharding.auto_axes(fn, out_sharding=sharding)(key, x)  # pyright: ignore[reportCallIssue]
 
 
-def _rewire_rows(key: Array, rows: Array, dtype: jnp.dtype, offset: float, scale: Array | None) -> Array:
+def _rewire_rows(key: Array, rows: Array, dtype: jnp.dtype, offset: float, scale: Array | None, batched: bool) -> Array:
   """Pass "in" of Algorithm 1 with the matrix's columns as the rows of ``rows``.
 
   ``rows[t]`` holds the weights of output neuron ``t`` over the inputs, as
@@ -101,6 +101,8 @@ def _rewire_rows(key: Array, rows: Array, dtype: jnp.dtype, offset: float, scale
   Weights become floats only for the strengths: XLA:CPU computes some 16-bit
   float data movement in float32, which would canonicalise NaN payloads.
   ``scale`` (or None) multiplies the weights in the strengths only.
+  ``batched``: the caller ``vmap``s this over a stack that may be sharded, so
+  the CPU's rank avoids control flow (:func:`parewire_jax.sorting.stable_rank`).
   """
   n_rows, n_in = rows.shape
   if n_in < 2 or n_rows < 2:
@@ -122,7 +124,7 @@ def _rewire_rows(key: Array, rows: Array, dtype: jnp.dtype, offset: float, scale
     row_sorted = lax.dynamic_index_in_dim(working, t, keepdims=False)
     log_p = jnp.log(strength + jnp.abs(jnp.min(strength)) + offset)  # Eq. 5
     # The k-th smallest weight goes to the k-th input of the Gumbel-top-k draw.
-    row = row_sorted[stable_rank(-(log_p.astype(jnp.float32) + gumbel))]
+    row = row_sorted[stable_rank(-(log_p.astype(jnp.float32) + gumbel), search_on_cpu=not batched)]
     working = lax.dynamic_update_index_in_dim(working, row, t, 0)
     return (strength + values(row), working), None  # Eq. 6
 
@@ -144,7 +146,9 @@ def kaiming_scale(w: Array) -> Array:
   return jnp.where(usable, target / jnp.where(usable, std, 1), 1).astype(acc_dtype)
 
 
-def _rewire_matrix(key: Array, w: Array, passes: tuple[Pass, ...], offset: float, scale_free: bool) -> Array:
+def _rewire_matrix(
+  key: Array, w: Array, passes: tuple[Pass, ...], offset: float, scale_free: bool, batched: bool = False
+) -> Array:
   """The passes of Algorithm 1 on one ``(n_in, n_out)`` matrix, with its key.
 
   Pass ``"in"`` permutes the columns of ``w``, pass ``"out"`` its rows;
@@ -158,20 +162,30 @@ def _rewire_matrix(key: Array, w: Array, passes: tuple[Pass, ...], offset: float
   for pass_key, name in zip(jax.random.split(key, len(passes)), passes, strict=True):
     if transposed != (name == "in"):
       bits, transposed = bits.T, not transposed
-    bits = _rewire_rows(pass_key, bits, w.dtype, offset, scale)
+    bits = _rewire_rows(pass_key, bits, w.dtype, offset, scale, batched)
   return from_sortable_bits(bits.T if transposed else bits, w.dtype)
 
 
-@functools.partial(jax.jit, static_argnames=("passes", "offset", "scale_free"))
+@functools.partial(jax.jit, static_argnames=("passes", "offset", "scale_free", "loop_on_cpu"))
 def rewire_stack(
-  keys: Array, matrices: Array, *, passes: tuple[Pass, ...], offset: float, scale_free: bool = False
+  keys: Array,
+  matrices: Array,
+  *,
+  passes: tuple[Pass, ...],
+  offset: float,
+  scale_free: bool = False,
+  loop_on_cpu: bool = False,
 ) -> Array:
   """The engine behind every entry point: rewires a ``(batch, n_in, n_out)`` stack.
 
   Matrix ``b`` is rewired with ``keys[b]`` (a typed key array of shape
   ``(batch,)``); pass ``j`` uses ``jax.random.split(keys[b], len(passes))[j]``.
-  A stack of several matrices runs as one batched scan per pass on a GPU or
-  TPU, and as a loop over the plain scan on the CPU (:func:`over_stack`). Internal:
+  A stack of several matrices runs as one ``vmap``-ed scan per pass; with
+  ``loop_on_cpu``, as a loop around the one scan on the CPU
+  (:func:`over_stack`), for stacks the library builds from separate leaves
+  (:func:`parewire_jax.rewire_params`). A user's stack keeps ``vmap``
+  everywhere: sharded over its layer axis, each device then rewires its own
+  layers without communication, where a loop would gather them. Internal:
   arguments are not validated here; :func:`pa_rewire`, :func:`rewire` and
   :func:`parewire_jax.rewire_params` check them once and call this. Jitted, so
   eager callers (e.g. nnx modules built outside ``jit``) compile once per
@@ -182,7 +196,9 @@ def rewire_stack(
   if matrices.shape[0] == 1:
     return _rewire_matrix(keys[0], matrices[0], passes, offset, scale_free)[None]
   rewire_one = functools.partial(_rewire_matrix, passes=passes, offset=offset, scale_free=scale_free)
-  return over_stack(rewire_one)(keys, matrices)
+  if loop_on_cpu:
+    return over_stack(rewire_one)(keys, matrices)
+  return jax.vmap(functools.partial(rewire_one, batched=True))(keys, matrices)
 
 
 def over_stack(fn: Callable[[Array, Array], Array]) -> Callable[[Array, Array], Array]:

@@ -117,14 +117,22 @@ def stable_rank_by_search(bits: Array) -> Array:
   return rank
 
 
-def _rank_from_argsort(bits: Array) -> Array:
-  """The inverse permutation of :func:`stable_argsort_pairs`: the same ranks through a pair sort."""
-  ranking = stable_argsort_pairs(bits)
-  iota = lax.broadcasted_iota(jnp.int32, bits.shape, bits.ndim - 1)
+def _inverse(ranking: Array) -> Array:
+  iota = lax.broadcasted_iota(jnp.int32, ranking.shape, ranking.ndim - 1)
   return jnp.put_along_axis(jnp.zeros_like(iota), ranking, iota, axis=-1, inplace=False)
 
 
-def stable_rank(x: Array) -> Array:
+def _rank_from_argsort(bits: Array) -> Array:
+  """The inverse permutation of :func:`stable_argsort_pairs`: the same ranks through a pair sort."""
+  return _inverse(stable_argsort_pairs(bits))
+
+
+def _rank_from_packed(bits: Array) -> Array:
+  """The inverse permutation of :func:`stable_argsort_packed`: the same ranks through two int32 sorts."""
+  return _inverse(stable_argsort_packed(bits))
+
+
+def stable_rank(x: Array, *, search_on_cpu: bool = True) -> Array:
   """Each element's position in the stable ascending order, by exact bit-pattern order.
 
   The inverse permutation of :func:`stable_argsort`: ``stable_rank(x)[i] == k``
@@ -132,17 +140,21 @@ def stable_rank(x: Array) -> Array:
   places the k-th smallest value where ``x``'s k-th smallest element is. On the
   CPU it costs one single-operand sort and a binary search
   (:func:`stable_rank_by_search`); elsewhere a key–index pair sort. The result
-  is the same on every platform.
+  is the same on every platform. The search settles equal keys in a
+  ``while_loop``, whose condition ``vmap`` reduces over the batch: a caller
+  that will be ``vmap``-ed over a sharded axis passes ``search_on_cpu=False``
+  for the CPU's two-sort path without control flow (same result, no
+  collective).
 
   >>> import jax.numpy as jnp
   >>> stable_rank(jnp.array([0.5, -1.0, 0.5, 0.0])).tolist()
   [2, 0, 3, 1]
   """
   bits = to_sortable_bits(x.astype(jnp.float32)) if jnp.finfo(x.dtype).bits <= 32 else to_sortable_bits(x)
-  by_search = stable_rank_by_search
+  on_cpu = stable_rank_by_search if search_on_cpu else _rank_from_packed
   for _ in range(bits.ndim - 1):
-    by_search = jax.vmap(by_search)  # searchsorted is 1-D
-  return lax.platform_dependent(bits, cpu=by_search, default=_rank_from_argsort)
+    on_cpu = jax.vmap(on_cpu)  # searchsorted is 1-D
+  return lax.platform_dependent(bits, cpu=on_cpu, default=_rank_from_argsort)
 
 
 def stable_argsort(x: Array) -> Array:

@@ -191,7 +191,9 @@ def _rewire_group(
       keys.append(member.keys[lo:hi])
     stack = pieces[0] if len(pieces) == 1 else jnp.concatenate(pieces)
     del pieces
-    rewired = rewire_stack(jnp.concatenate(keys), stack, passes=passes, offset=offset, scale_free=scale_free)
+    rewired = rewire_stack(
+      jnp.concatenate(keys), stack, passes=passes, offset=offset, scale_free=scale_free, loop_on_cpu=True
+    )
     del stack
     start = 0
     for member, lo, hi in chunk:

@@ -222,7 +222,7 @@ CASES: dict[str, Callable[[], Case]] = {
   "rewire conv float32": lambda: Case(pw.rewire, (KEY, spec((3, 3, 4, 24)))),
   "rewire conv bfloat16": lambda: Case(pw.rewire, (KEY, spec((3, 3, 4, 24), BF16))),
   "rewire_params stacked": lambda: Case(
-    functools.partial(pw.rewire_params, batch_axis=0), (KEY, {"a": spec((4, 16, 24)), "bias": spec((24,))})
+    functools.partial(pw.rewire_params, batch_axis=0), (KEY, {"kernel": spec((4, 16, 24)), "bias": spec((24,))})
   ),
   "laperm update": laperm_update,
   "experiments init (rewired)": lambda: Case(
