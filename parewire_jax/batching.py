@@ -31,7 +31,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple
 
 import jax
 import jax.extend as jex
@@ -41,8 +41,6 @@ import numpy as np
 from parewire_jax._checks import check_int
 from parewire_jax.rewiring import over_stack
 from parewire_jax.tree import chunk_sizes, default_group_bytes
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 _ENGINE_NAME = "rewire_stack"
 _ENGINE_MODULE = "parewire_jax/rewiring.py"
@@ -204,7 +202,7 @@ def _evaluate(nodes: list[_Node], env: dict, max_group_bytes: int) -> None:
         write(node, values)
 
 
-def batch_rewiring(fn: F, *, max_group_bytes: int | None = None) -> F:
+def batch_rewiring(fn: Callable[..., Any], *, max_group_bytes: int | None = None) -> Callable[..., Any]:
   """Transforms ``fn`` so that its rewiring calls run as one batched scan per shape.
 
   ``batch_rewiring(fn)(*args)`` returns exactly ``fn(*args)``, bit for bit,
@@ -280,4 +278,4 @@ def batch_rewiring(fn: F, *, max_group_bytes: int | None = None) -> F:
     outputs = [k[1] if k[0] == "literal" else env[k] for k in output_keys]
     return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(out_shape), outputs)
 
-  return batched  # type: ignore[return-value]  # same signature as fn
+  return batched
