@@ -111,9 +111,8 @@ def test_default_recipe_rewires_the_kernels_over_their_true_axes(built):
   new = pw.rewire_params(KEY, base)
   explicit = lambda **axes: pw.rewire_params(KEY, base, **axes)  # noqa: E731
   check_rewired(KEY, base, new, _true_axes(name), factor=None, explicit=explicit)  # see PAPER_OFFSET_AT_STD_002
-  model.params = new
   inputs, labels = _inputs(name)
-  finite(model(**inputs).logits)
+  finite(model(**inputs, params=new).logits)  # not model.params = new: the module-scoped model stays the base
   optimizer = optax.adam(1e-3)
   step = jax.jit(
     lambda p, s: (lambda loss, g: (loss, *_apply(optimizer, g, s, p)))(
