@@ -126,8 +126,15 @@ def rewired(
     matrix_layout(shape, out_axis, batch_axis)
     w = _call_base(base_init, key, shape, dtype, out_sharding)
     _check_base_output(w, shape)
-    settings = {"passes": passes, "offset": offset, "scale_free": scale_free}
-    w = rewire(rewiring_key(key), w, out_axis=out_axis, batch_axis=batch_axis, **settings)
+    w = rewire(
+      rewiring_key(key),
+      w,
+      out_axis=out_axis,
+      batch_axis=batch_axis,
+      passes=passes,
+      offset=offset,
+      scale_free=scale_free,
+    )
     if out_sharding is not None and explicit_sharding(w) is None:
       # Auto axes: pin the result's layout (under Explicit axes w's type already carries it).
       w = lax.with_sharding_constraint(w, out_sharding)
