@@ -203,16 +203,16 @@ def _evaluate(nodes: list[_Node], env: dict, max_group_bytes: int) -> None:
 
 
 def batch_rewiring(fn: Callable[..., Any], *, max_group_bytes: int | None = None) -> Callable[..., Any]:
-  """Transforms ``fn`` so that its rewiring calls run as one batched scan per shape.
+  """Transforms ``fn`` so that its rewiring calls compile once per shape and run together.
 
   ``batch_rewiring(fn)(*args)`` returns exactly ``fn(*args)``, bit for bit,
   but the independent calls of :func:`parewire_jax.rewired` initializers (and
   of :func:`parewire_jax.rewire`, :func:`parewire_jax.pa_rewire`) inside
   ``fn`` that have the same matrix shape, dtype and settings run together, in
   one compiled program per shape instead of one per kernel (one batched scan
-  on a GPU or TPU, a loop around one scan on the CPU). Wrap a model's ``init`` (``jax.jit(batch_rewiring(model.init))``)
-  or a function that builds an ``nnx`` module; keep
-  ``kernel_init=rewired(...)`` as it is.
+  on a GPU or TPU, a loop around one scan on the CPU). Wrap a model's
+  ``init`` (``jax.jit(batch_rewiring(model.init))``) or a function that
+  builds an ``nnx`` module; keep ``kernel_init=rewired(...)`` as it is.
 
   Arrays among ``args``/``kwargs`` (and their pytrees) are traced; every other
   leaf (a Python ``bool`` such as ``train=False``, a string, ``None``) is
