@@ -7,8 +7,8 @@ Run from the repository root (it asks XLA for 8 virtual CPU devices itself):
 One fixed population, an MLP (784-256-256-10, Kaiming normal, rewired) on 2048
 random images of MNIST's shape (the time does not depend on the values; 512
 validation and 512 test images), ``--seeds`` seeds in one chunk, 2 epochs of
-batch 128, is trained with ``TrainConfig(devices=d)``
-for every ``d``. The first run of each ``d`` compiles; the median of
+batch 128 of SGD, is trained with ``train_seeds(..., devices=d)`` for every
+``d``. The first run of each ``d`` compiles; the median of
 ``--repeats`` more is the time. Throughput is seeds × trained images / time
 (evaluation included, compilation not). It also checks that the per-seed
 validation losses equal the 1-device run's to float rounding.
@@ -33,7 +33,13 @@ import time  # noqa: E402
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from parewire_jax.experiments import TrainConfig, build_model, kernel_initializer, train_seeds  # noqa: E402
+from parewire_jax.experiments import (  # noqa: E402
+  Optimizer,
+  TrainSettings,
+  build_model,
+  kernel_initializer,
+  train_seeds,
+)
 from parewire_jax.experiments.data import Dataset  # noqa: E402
 
 
@@ -54,24 +60,24 @@ def main() -> None:
   parser.add_argument("--repeats", type=int, default=2)
   args = parser.parse_args()
   data = _dataset(2048, 512)
-  config = TrainConfig(epochs=2, batch_size=128, learning_rate=0.01)
+  training = TrainSettings(epochs=2, batch_size=128, learning_rate=0.01)
+  optimizer = Optimizer("sgd", momentum=0.9)
   model = build_model("mlp", 10, kernel_initializer("kaiming_normal", "rewired"), mlp_hidden=(256, 256))
   seeds = list(range(args.seeds))
-  images = args.seeds * config.epochs * (len(data.x_train) // config.batch_size) * config.batch_size
+  images = args.seeds * training.epochs * (len(data.x_train) // training.batch_size) * training.batch_size
   backend = f"{jax.device_count()} {jax.default_backend()} devices"
   print(f"jax {jax.__version__}, {backend}, {args.seeds} seeds, {images} seed·images")
   print("| devices | compile + first run (s) | median run (s) | seed·images/s | vs 1 device | max abs Δ val. loss |")
   print("|---|---|---|---|---|---|")
   reference, rate_one = None, None
   for devices in args.devices:
-    run_config = config._replace(devices=devices)
     started = time.perf_counter()
-    result = train_seeds(model, data, seeds, run_config)
+    result = train_seeds(model, data, seeds, training, optimizer, devices=devices)
     first = time.perf_counter() - started
     times = []
     for _ in range(args.repeats):
       started = time.perf_counter()
-      train_seeds(model, data, seeds, run_config)
+      train_seeds(model, data, seeds, training, optimizer, devices=devices)
       times.append(time.perf_counter() - started)
     median = statistics.median(times)
     rate = images / median

@@ -55,7 +55,7 @@ exclude_patterns = ["_build", "_generated", "plots", "**/.ipynb_checkpoints"]
 # runs offline, so there are no intersphinx inventories of Python, NumPy, JAX, Flax
 # or optax: references to *their* objects (mostly type hints) are the only ones left
 # unchecked, listed here by package.
-_EXTERNAL = r"(builtins|collections|typing|types|os|pathlib|numpy|np|jax|jaxlib|flax|optax|chex)(\..+)?"
+_EXTERNAL = r"(builtins|collections|dataclasses|typing|types|os|pathlib|numpy|np|jax|jaxlib|flax|nn|optax|chex)(\..+)?"
 _BUILTINS = r"(int|float|str|bool|bytes|object|tuple|list|dict|set|None|type|callable|Ellipsis)"
 nitpick_ignore_regex = [
   (r"py:.*", _EXTERNAL),

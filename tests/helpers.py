@@ -91,6 +91,13 @@ def train_result(seeds, *, epochs: int = 1, segments: int = 1, layer_names=(), v
   )
 
 
+def small_mlp(variant: str = "base", init: str = "kaiming_normal", hidden=(16,)):
+  """An MLP for the 3 classes of :func:`tiny_dataset`, its kernels drawn by ``init`` in ``variant``."""
+  from parewire_jax.experiments import models
+
+  return models.build_model("mlp", 3, models.kernel_initializer(init, variant, num_draws=4), mlp_hidden=hidden)
+
+
 def markdown_table(text: str) -> tuple[list[str], dict[str, list[str]]]:
   """The first markdown table in ``text``: its header cells after the first, and its rows keyed by first cell."""
   lines = text.splitlines()

@@ -1,4 +1,4 @@
-"""The effect atlas: statistics against scipy, a 2-cell grid end to end, its outputs, resume and the CLI."""
+"""The effect atlas (parewire_jax.experiments.atlas): verdicts, a 2-cell grid end to end, its outputs and resume."""
 
 import json
 import re
@@ -8,66 +8,22 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from parewire_jax.__main__ import main
 from parewire_jax.experiments import atlas as atlas_lib
-from parewire_jax.experiments.atlas_grids import GRIDS, AtlasCell, atlas_grid, check_atlas_cells
-from parewire_jax.experiments.stats import PairedEffect, SpreadRatio, paired_effect, spread_ratio
+from parewire_jax.experiments.atlas_grids import AtlasCell, atlas_grid
+from parewire_jax.experiments.metrics import CELL_METRICS, TESTS
+from parewire_jax.experiments.stats import PairedEffect, SpreadRatio, paired_effect
 
 SEEDS = 3
-
-
-def _pairs(n, seed=0, scale=1.0):
-  rng = np.random.default_rng(seed)
-  base = rng.normal(size=n)
-  return base, 0.6 * base + scale * rng.normal(size=n) + 0.3
 
 
 # --------------------------------------------------------------------------- statistics
 
 
-@pytest.mark.parametrize("n, confidence", [(5, 0.95), (20, 0.9), (50, 0.99)])
-def test_paired_effect_matches_scipy(n, confidence):
-  base, variant = _pairs(n, seed=n)
-  effect = paired_effect(base, variant, confidence=confidence)
-  t = sps.ttest_rel(variant, base)
-  low, high = t.confidence_interval(confidence)
-  np.testing.assert_allclose([effect.low, effect.high], [low, high], rtol=1e-12)
-  np.testing.assert_allclose(effect.mean, np.mean(variant - base), rtol=1e-12)
-  np.testing.assert_allclose(effect.p, t.pvalue, rtol=1e-12)
-  np.testing.assert_allclose(effect.wilcoxon, sps.wilcoxon(variant, base).pvalue, rtol=1e-12)
-  assert effect.n == n
-
-
-@pytest.mark.parametrize("n, confidence, scale", [(6, 0.95, 0.3), (20, 0.95, 2.0), (40, 0.9, 1.0)])
-def test_spread_ratio_test_and_interval_match_pitman_morgan_by_scipy(n, confidence, scale):
-  base, variant = _pairs(n, seed=n, scale=scale)
-  s = spread_ratio(base, variant, confidence=confidence)
-  np.testing.assert_allclose(s.ratio, np.std(variant, ddof=1) / np.std(base, ddof=1), rtol=1e-12)
-  # Pitman–Morgan: equal variances <=> uncorrelated sums and differences (scipy's Pearson test).
-  np.testing.assert_allclose(s.p, sps.pearsonr(variant + base, variant - base).pvalue, rtol=1e-10)
-  # The interval is the set of ratios the test does not reject: at each end its p-value is 1 - confidence.
-  for ratio in (s.low, s.high):
-    p = sps.pearsonr(variant + ratio * base, variant - ratio * base).pvalue
-    np.testing.assert_allclose(p, 1 - confidence, rtol=1e-8)
-  assert s.low < s.ratio < s.high
-
-
-def test_statistics_refuse_bad_input():
-  with pytest.raises(ValueError, match="same seeds"):
-    paired_effect([1.0, 2.0, 3.0], [1.0, 2.0])
-  with pytest.raises(ValueError, match="confidence must be in"):
-    paired_effect([1.0, 2.0], [2.0, 3.0], confidence=95)
-  with pytest.raises(ValueError, match="at least 3 seeds"):
-    spread_ratio([1.0, 2.0], [2.0, 3.5])
-  assert np.isnan(spread_ratio([1.0, 1.0, 1.0], [1.0, 2.0, 3.0]).ratio)  # no spread to compare
-
-
 def _cell_result(name, effects, spread_p=0.5):
   effects = {
-    m: PairedEffect(mean, mean - 0.1, mean + 0.1, p, p, 5)
-    for m, (mean, p) in zip(atlas_lib.METRICS, effects, strict=True)
+    m: PairedEffect(mean, mean - 0.1, mean + 0.1, p, p, 5) for m, (mean, p) in zip(CELL_METRICS, effects, strict=True)
   }
-  cell = AtlasCell(name, "family", atlas_grid("smoke")[0].config)
+  cell = AtlasCell(name, "family", atlas_grid("smoke")[0].settings)
   return atlas_lib.CellResult(cell, [0], {}, effects, SpreadRatio(1.0, 0.5, 2.0, spread_p, 5), 0.0, False)
 
 
@@ -81,56 +37,10 @@ def test_verdicts_use_benjamini_hochberg_over_the_atlas_and_the_metric_direction
     _cell_result("weak", [(0.5, 0.02), nothing, nothing, nothing]),  # p < 0.05, but not after the correction
   ]
   q_values, verdicts = atlas_lib._judge(cells, alpha=0.05)
-  p = np.array([[c.effects[m].p for m in atlas_lib.METRICS] + [c.spread.p] for c in cells])
+  p = np.array([[c.effects[m].p for m in CELL_METRICS] + [c.spread.p] for c in cells])
   expected_q = sps.false_discovery_control(p.ravel()).reshape(p.shape)
-  np.testing.assert_allclose([[q_values[c.cell.name][t] for t in atlas_lib.TESTS] for c in cells], expected_q)
+  np.testing.assert_allclose([[q_values[c.cell.name][t] for t in TESTS] for c in cells], expected_q)
   assert verdicts == {"helped": "helped", "hurt": "hurt", "mixed": "mixed", "flat": "no effect", "weak": "no effect"}
-
-
-# --------------------------------------------------------------------------- grids
-
-
-def test_grids_are_valid_and_the_default_covers_the_issue():
-  for name in GRIDS:
-    check_atlas_cells(atlas_grid(name))
-  default = {cell.name: cell.config for cell in atlas_grid("default")}
-  assert {c.mlp_hidden for c in default.values() if c.model == "mlp"} == {
-    (width,) * depth for depth in (2, 4, 8) for width in (64, 256, 1024)
-  }
-  assert {c.norm for c in default.values() if c.model == "lenet"} == {"none", "batch", "layer"}
-  assert {c.init for c in default.values() if c.model == "lenet"} == {
-    "kaiming_normal",
-    "kaiming_uniform",
-    "truncated_normal",
-    "orthogonal",
-  }
-  assert {c.model for c in default.values()} >= {"resmlp", "transformer"}
-  assert all(c.seeds == 20 for c in default.values())
-  assert [c.config.seeds for c in atlas_grid("default", seeds=5, cells=["lenet"])] == [5]
-
-
-@pytest.mark.parametrize(
-  "call, message",
-  [
-    (lambda: atlas_grid("huge"), "grid must be one of"),
-    (lambda: atlas_grid("smoke", cells=["lenet"]), "cells must name cells of the 'smoke' grid"),
-    (lambda: atlas_grid("smoke", seeds=2), "seeds must be an int >= 3"),
-    (lambda: check_atlas_cells([]), "at least one AtlasCell"),
-    (lambda: check_atlas_cells(atlas_grid("smoke")[:1] * 2), "distinct names"),
-    (lambda: check_atlas_cells([atlas_grid("smoke")[0]._replace(name="a/b")]), "directory name"),
-    (
-      lambda: check_atlas_cells([AtlasCell("x", "f", atlas_grid("smoke")[0].config._replace(variants=("base",)))]),
-      "cell 'x': variants must be",
-    ),
-    (
-      lambda: check_atlas_cells([AtlasCell("x", "f", atlas_grid("smoke")[0].config._replace(batch_size=999))]),
-      "cell 'x': batch_size (999) exceeds",
-    ),
-  ],
-)
-def test_bad_grids_and_cells_are_refused(call, message):
-  with pytest.raises(ValueError, match=re.escape(message)):
-    call()
 
 
 # --------------------------------------------------------------------------- end to end
@@ -138,7 +48,7 @@ def test_bad_grids_and_cells_are_refused(call, message):
 # The smoke grid's cells differ in depth; here only in the data order, so the second cell's programs are the
 # first's, and the run_compare and run_atlas doctests' (XLA's compilation cache, tests/conftest.py).
 CELLS = [
-  AtlasCell(f"mlp-data{seed}", "MLP", atlas_grid("smoke")[0].config._replace(seeds=SEEDS, data_seed=seed))
+  AtlasCell(f"mlp-data{seed}", "MLP", atlas_grid("smoke")[0].settings.replace(seeds=SEEDS, data_seed=seed))
   for seed in (0, 1)
 ]
 
@@ -160,9 +70,9 @@ def test_two_cell_atlas_end_to_end(atlas_run):
     for variant in ("base", "rewired"):
       np.testing.assert_array_equal(
         cell.per_seed[variant]["final_val_acc"],
-        100 * np.array(compare["variants"][variant]["curves"]["val_acc"])[:, -1],
+        100 * np.array(compare["arms"][variant]["curves"]["val_acc"])[:, -1],
       )
-    for metric in atlas_lib.METRICS:
+    for metric in CELL_METRICS:
       base, rewired = cell.per_seed["base"][metric], cell.per_seed["rewired"][metric]
       assert cell.effects[metric] == paired_effect(base, rewired)
     assert result.verdicts[cell.cell.name] in atlas_lib.VERDICTS
@@ -177,11 +87,11 @@ def test_json_holds_every_per_seed_number_and_the_table_equals_it(atlas_run):
   number = r"[-+]?\d+\.\d+"
   for cell, entry in zip(result.cells, saved["cells"], strict=True):
     for variant in ("base", "rewired"):
-      for metric in atlas_lib.METRICS:
+      for metric in CELL_METRICS:
         assert entry["per_seed"][variant][metric] == cell.per_seed[variant][metric].tolist()
     columns = rows[entry["name"]]
     assert columns[0].strip() == entry["family"] and int(columns[1]) == SEEDS
-    for metric, text in zip(atlas_lib.METRICS, columns[2:6], strict=True):
+    for metric, text in zip(CELL_METRICS, columns[2:6], strict=True):
       digits = 2 if metric.endswith("acc") else 4
       effect = entry["effects"][metric]
       shown = [float(x) for x in re.findall(number, text)]
@@ -201,7 +111,7 @@ def test_resume_reuses_finished_cells_and_resumes_an_unfinished_one(atlas_run, t
   assert [c.reused for c in again.cells] == [True, False]
   for first, second in zip(result.cells, again.cells, strict=True):
     for variant in ("base", "rewired"):
-      for metric in atlas_lib.METRICS:
+      for metric in CELL_METRICS:
         np.testing.assert_array_equal(first.per_seed[variant][metric], second.per_seed[variant][metric])
   assert again.table == result.table
   compare = json.loads((copy / "cells" / CELLS[1].name / "results.json").read_text())
@@ -211,8 +121,8 @@ def test_resume_reuses_finished_cells_and_resumes_an_unfinished_one(atlas_run, t
 def test_resume_refuses_a_cell_run_with_other_settings(atlas_run, tmp_path):
   _, out = atlas_run
   shutil.copytree(out, tmp_path / "atlas")
-  changed = [CELLS[0]._replace(config=CELLS[0].config._replace(learning_rate=0.02))]
-  with pytest.raises(ValueError, match=r"other settings \(differing: config.learning_rate\)"):
+  changed = [CELLS[0]._replace(settings=CELLS[0].settings.replace(learning_rate=0.02))]
+  with pytest.raises(ValueError, match=r"other settings \(differing: config.training.learning_rate\)"):
     atlas_lib.run_atlas(changed, out_dir=tmp_path / "atlas", resume=True)
   with pytest.raises(ValueError, match="resume=True needs out_dir"):
     atlas_lib.run_atlas(CELLS, resume=True)
@@ -220,28 +130,10 @@ def test_resume_refuses_a_cell_run_with_other_settings(atlas_run, tmp_path):
     atlas_lib.run_atlas(CELLS, confidence=95)
 
 
-def test_cli_atlas_resumes_the_smoke_grid_and_prints_the_table(atlas_run, tmp_path, capsys):
-  result, out = atlas_run
-  shutil.copytree(out, tmp_path / "atlas")
-  argv = ["atlas", "--grid", "smoke", "--seeds", str(SEEDS), "--cells", "mlp-1x16", "--out", str(tmp_path / "atlas")]
-  (tmp_path / "atlas" / "cells" / CELLS[0].name).rename(tmp_path / "atlas" / "cells" / "mlp-1x16")  # the same run
-  assert main([*argv, "--resume", "--compilation-cache", "off"]) == 0
-  printed = capsys.readouterr().out
-  first_row = next(line for line in result.table.splitlines() if line.startswith(f"| {CELLS[0].name} |"))
-  assert first_row.replace(CELLS[0].name, "mlp-1x16").replace("| MLP |", "| MLP depth × width |") in printed
-  assert "1 cell(s) reused" in printed
-
-
-def test_cli_lists_cells_without_training(capsys):
-  assert main(["atlas", "--list"]) == 0
-  listed = capsys.readouterr().out.splitlines()
-  assert [line.split()[0] for line in listed] == [cell.name for cell in atlas_grid("default")]
-
-
 def test_resume_reuses_cells_trained_on_another_number_of_devices(atlas_run, tmp_path):
   result, out = atlas_run
   shutil.copytree(out, tmp_path / "atlas")
-  one_device = [cell._replace(config=cell.config._replace(devices=1)) for cell in CELLS]
+  one_device = [cell._replace(settings=cell.settings.replace(devices=1)) for cell in CELLS]
   again = atlas_lib.run_atlas(one_device, out_dir=tmp_path / "atlas", resume=True)
   assert all(cell.reused for cell in again.cells)
   assert again.table == result.table

@@ -1,4 +1,4 @@
-"""Resuming multi-seed runs: ChunkStore, train_seeds' chunk hooks, run_compare(resume=True), --resume."""
+"""Resuming multi-seed runs (parewire_jax.experiments.checkpoint): ChunkStore, train_seeds' chunks, resume=True."""
 
 from __future__ import annotations
 
@@ -9,12 +9,11 @@ import numpy as np
 import pytest
 from helpers import tiny_dataset, train_result
 
-from parewire_jax.__main__ import main
 from parewire_jax.experiments import train
 from parewire_jax.experiments.checkpoint import ChunkStore, dataset_digest
-from parewire_jax.experiments.compare import CompareConfig, build, run_compare
+from parewire_jax.experiments.compare import CompareSettings, build, run_compare
 
-CONFIG = CompareConfig(
+CONFIG = CompareSettings().replace(
   dataset="digits",
   model="mlp",
   variants=("base", "rewired"),
@@ -48,7 +47,7 @@ def _copy_chunks(source, destination):
 
 def _assert_same_results(a, b):
   for variant in CONFIG.variants:
-    for field in train.TrainResult._fields:
+    for field in set(train.TrainResult._fields) - {"records"}:
       np.testing.assert_array_equal(
         np.asarray(getattr(a.results[variant], field)),
         np.asarray(getattr(b.results[variant], field)),
@@ -93,36 +92,41 @@ def test_resumed_chunks_are_read_not_recomputed(uninterrupted, tiny, tmp_path):
 
 
 def test_a_run_killed_between_chunks_resumes(tiny, tmp_path):
-  config = CONFIG._replace(track_gradients=False)
-  model = build(config, "max_sv", tiny.num_classes)
+  training = CONFIG.training.replace(track_gradients=False)
+  model = build(CONFIG, "max_sv", tiny.num_classes)
   store = ChunkStore(tmp_path / "chunks", {"anything": 1})
   saved = []
 
-  def save_then_get_killed(chunk, *, seconds):
-    store.save("max_sv", chunk, seconds=seconds)
-    saved.append(chunk.seeds.tolist())
-    raise KeyboardInterrupt  # e.g. the job's time limit, after the first chunk
+  class KilledAfterTheFirstChunk:
+    def load(self, seeds, epochs):
+      return None
+
+    def save(self, chunk, *, seconds):
+      store.save("max_sv", chunk, seconds=seconds)
+      saved.append(chunk.seeds.tolist())
+      raise KeyboardInterrupt  # e.g. the job's time limit, after the first chunk
 
   with pytest.raises(KeyboardInterrupt):
-    train.train_seeds(model, tiny, [0, 1, 2], config.train_config(), save_chunk=save_then_get_killed)
+    train.train_seeds(model, tiny, [0, 1, 2], training, seeds_per_chunk=2, chunks=KilledAfterTheFirstChunk())  # pyright: ignore[reportArgumentType]
   assert saved == [[0, 1]]
   calls = []
+
+  class Steps:
+    compiled = evaluated = staticmethod(lambda: None)
+    trained = staticmethod(calls.append)
+
   resumed_store = ChunkStore(tmp_path / "chunks", {"anything": 1}, resume=True)
   result = train.train_seeds(
-    model,
-    tiny,
-    [0, 1, 2],
-    config.train_config(),
-    progress=calls.append,
-    load_chunk=lambda seeds: resumed_store.load("max_sv", seeds),
+    model, tiny, [0, 1, 2], training, seeds_per_chunk=2, chunks=resumed_store.arm("max_sv"), observer=Steps()
   )
-  steps_per_epoch = len(tiny.x_train) // config.batch_size
-  segment = steps_per_epoch // train.segments_per_epoch(steps_per_epoch, config.train_config().segments_per_epoch)
+  steps_per_epoch = len(tiny.x_train) // training.batch_size
+  segment = steps_per_epoch // train.segments_per_epoch(steps_per_epoch, training.segments_per_epoch)
   # chunk [0, 1] loaded: all its steps counted at once; chunk [2] trained: one report per completed segment
-  assert calls[0] == config.epochs * steps_per_epoch
-  assert calls[1:] == [segment] * (config.epochs * steps_per_epoch // segment)
+  assert calls[0] == training.epochs * steps_per_epoch
+  assert calls[1:] == [segment] * (training.epochs * steps_per_epoch // segment)
   assert resumed_store.resumed == {"max_sv": [[0, 1]]}
-  expected = train.train_seeds(model, tiny, [0, 1, 2], config.train_config())
+  assert (tmp_path / "chunks" / "max_sv_seeds_2-2.npz").exists()  # the trained chunk was saved
+  expected = train.train_seeds(model, tiny, [0, 1, 2], training)
   for field in ("seeds", "train_loss", "val_acc", "test_acc", "init_mean_variance"):
     np.testing.assert_array_equal(getattr(result, field), getattr(expected, field), err_msg=field)
 
@@ -142,29 +146,28 @@ def test_a_write_cut_off_leaves_no_chunk_file(tiny, tmp_path, monkeypatch):
   assert store.load("base", [0]) is None
 
 
-def test_load_chunk_must_return_the_requested_chunk(tiny):
-  config = CONFIG._replace(track_gradients=False)
-  wrong = train.train_seeds(build(config, "base", tiny.num_classes), tiny, [5, 6], config.train_config())
-  with pytest.raises(ValueError, match=r"load_chunk returned seeds \[5, 6\].*expected seeds \[0, 1\]"):
-    train.train_seeds(
-      build(config, "base", tiny.num_classes), tiny, [0, 1], config.train_config(), load_chunk=lambda seeds: wrong
-    )
+def test_a_saved_chunk_must_hold_the_requested_epochs(tmp_path):
+  store = ChunkStore(tmp_path / "chunks", {}, resume=True)
+  store.save("base", train_result([0, 1], epochs=2), seconds=1.0)
+  with pytest.raises(ValueError, match=r"holds curves of shape \(2, 2\), expected \(2, 3\)"):
+    store.load("base", [0, 1], epochs=3)
 
 
 @pytest.mark.parametrize(
   "change, differing",
   [
-    (dict(epochs=3), r"train\.epochs"),
-    (dict(learning_rate=0.1), r"train\.learning_rate"),
-    (dict(init="orthogonal"), "init"),
-    (dict(num_draws=5), "num_draws"),
-    (dict(mlp_hidden=(9,)), "mlp_hidden"),
+    (dict(epochs=3), r"settings\.training\.epochs"),
+    (dict(learning_rate=0.1), r"settings\.training\.learning_rate"),
+    (dict(init="orthogonal"), r"settings\.network\.init"),
+    (dict(num_draws=5), r"settings\.num_draws"),
+    (dict(mlp_hidden=(9,)), r"settings\.network\.mlp_hidden"),
+    (dict(optimizer="adam"), r"settings\.optimizer"),
   ],
 )
 def test_chunks_of_other_settings_are_refused(uninterrupted, tiny, tmp_path, change, differing):
   _copy_chunks(uninterrupted[0], tmp_path)
   with pytest.raises(ValueError, match=rf"written by a run with different .*{differing}"):
-    run_compare(CONFIG._replace(**change), dataset=tiny, out_dir=tmp_path, resume=True)
+    run_compare(CONFIG.replace(**change), dataset=tiny, out_dir=tmp_path, resume=True)
 
 
 def test_chunks_of_other_data_are_refused(uninterrupted, tmp_path):
@@ -187,7 +190,7 @@ def test_chunks_of_another_device_kind_are_refused(uninterrupted, tiny, tmp_path
 def test_other_chunking_trains_again_and_agrees(uninterrupted, tiny, tmp_path):
   out, expected = uninterrupted
   _copy_chunks(out, tmp_path)
-  outcome = run_compare(CONFIG._replace(seeds_per_chunk=None), dataset=tiny, out_dir=tmp_path, resume=True)
+  outcome = run_compare(CONFIG.replace(seeds_per_chunk=None), dataset=tiny, out_dir=tmp_path, resume=True)
   assert outcome.resumed == {}  # chunk [0, 1, 2] was never saved
   for variant in CONFIG.variants:
     np.testing.assert_allclose(outcome.results[variant].val_acc, expected.results[variant].val_acc, atol=1e-6)
@@ -246,32 +249,3 @@ def test_concatenate_results_rejects_mixed_chunks():
     train.concatenate_results([one, one._replace(grad_abs=np.zeros((1, 1, 1)))])
   with pytest.raises(ValueError, match="non-empty"):
     train.concatenate_results([])
-
-
-def test_cli_resume(tmp_path, capsys):
-  argv = [
-    "compare",
-    "--dataset",
-    "digits",
-    "--model",
-    "mlp",
-    "--seeds",
-    "2",
-    "--epochs",
-    "1",
-    "--mlp-hidden",
-    "8",
-    "--limit-train",
-    "200",
-    "--out",
-    str(tmp_path),
-  ]
-  main(argv)
-  first = json.loads((tmp_path / "results.json").read_text())
-  assert "resumed" not in capsys.readouterr().out
-  main(argv + ["--resume"])
-  out = capsys.readouterr().out
-  assert "including 2 chunk(s) resumed from earlier runs" in out
-  second = json.loads((tmp_path / "results.json").read_text())
-  assert second["resumed_chunks"] == {"base": [[0, 1]], "rewired": [[0, 1]]}
-  assert second["variants"]["rewired"]["per_seed"] == first["variants"]["rewired"]["per_seed"]

@@ -1,31 +1,39 @@
-"""The command line as a newcomer meets it: help, refusals before JAX loads, messages, progress."""
+"""The command line as a newcomer meets it (parewire_jax.__main__): help, refusals before JAX loads, every command.
+
+Every test of ``python -m parewire_jax`` lives here; the experiments it runs
+are tested in their own modules' files.
+"""
 
 import json
+import math
 import os
+import re
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 
-import flax.linen as nn
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import tiny_dataset
+from helpers import markdown_table
+from scipy import stats as sps
 
-from parewire_jax.__main__ import _parser, main
-from parewire_jax.experiments import settings
-from parewire_jax.experiments.progress import TrainingProgress
-from parewire_jax.experiments.train import evaluation_work, progress_bar, train_seeds
+from parewire_jax.__main__ import COMMANDS, build_parser, main
+from parewire_jax.experiments import tables
+from parewire_jax.experiments.atlas_grids import atlas_grid
+from parewire_jax.experiments.settings import LAPERM_ARMS
 
 
 def _subcommands() -> dict:
-  return _parser()._subparsers._group_actions[0].choices
+  return build_parser()._subparsers._group_actions[0].choices
+
+
+def _numbers(cell: str) -> list[float]:
+  return [float(v) for v in re.findall(r"[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?|nan", cell.replace("p=n/a", "nan"))]
 
 
 @pytest.mark.parametrize("command", ["compare", "strength", "laperm", "atlas"])
 def test_every_option_has_help_and_says_its_default(command):
+  assert list(COMMANDS) == ["compare", "strength", "laperm", "atlas"]
   subparser = _subcommands()[command]
   assert subparser.description, command
   options = [a for a in subparser._actions if a.option_strings and a.dest != "help"]
@@ -61,6 +69,9 @@ BAD_CALLS = [
   (["atlas", "--cells", "vgg"], "cells must name cells of the 'default' grid"),
   (["compare", "--devices", "0"], "devices must be None or an int >= 1, got 0"),
   (["laperm", "--num-processes", "2"], "--num-processes: only read with --distributed"),
+  (["compare", "--out", "/proc/parewire-out"], "out_dir '/proc/parewire-out' cannot be written"),
+  (["laperm", "--out", "/proc/parewire-out"], "cannot be written"),
+  (["strength", "--resume"], "strength has nothing to resume"),
 ]
 
 
@@ -101,102 +112,12 @@ def test_strength_says_where_it_wrote(tmp_path, capsys):
   assert json.loads((tmp_path / "strength.json").read_text())["shape"] == [12, 8]
 
 
-class _SlowMLP(nn.Module):
-  """A small MLP whose every training step reports itself from inside the computation, after a pause."""
-
-  finished: Callable[[], None]
-
-  @nn.compact
-  def __call__(self, x, train: bool = False):
-    logits = nn.Dense(3)(nn.relu(nn.Dense(8)(x.reshape(x.shape[0], -1))))
-    if train:
-
-      def slow_step(_):
-        time.sleep(0.01)
-        self.finished()
-
-      jax.debug.callback(slow_step, logits[0, 0])
-    return logits
-
-
-def test_progress_counts_completed_steps_not_dispatched_ones():
-  """When the bar moves, exactly the steps it counts have run: a fake slow step reports from inside XLA."""
-  data, executed, seen = tiny_dataset(160), [], []
-  config = settings.TrainConfig(epochs=2, batch_size=16, segments_per_epoch=5)  # 10 steps, 5 segments per epoch
-  seeds = [0, 1]
-
-  def progress(steps):
-    seen.append((steps, len(executed) // len(seeds)))
-
-  train_seeds(_SlowMLP(lambda: executed.append(1)), data, seeds, config, progress=progress)
-  assert [steps for steps, _ in seen] == [2] * 10
-  completed_at_update = [done for _, done in seen]
-  assert completed_at_update == list(np.cumsum([steps for steps, _ in seen]))
-
-
-def test_bar_leaves_compilation_out_and_ends_at_its_total():
-  data = tiny_dataset(160)
-  config = settings.TrainConfig(epochs=1, batch_size=16, segments_per_epoch=2)
-  model = _SlowMLP(lambda: None)
-  with TrainingProgress(2 * 10, enabled=False) as bar:
-    for name in ("a", "b"):
-      bar.start(name)
-      train_seeds(model, data, [0, 1], config, progress=bar.update, compiled=bar.compiled)
-    assert bar.count == 20
-
-
-def test_bar_counts_each_evaluation_after_its_epoch():
-  data = tiny_dataset(160)
-  config = settings.TrainConfig(epochs=2, batch_size=16, segments_per_epoch=2)  # 10 steps per epoch
-  events = []
-  train_seeds(
-    _SlowMLP(lambda: None),
-    data,
-    [0, 1],
-    config,
-    progress=lambda n: events.append(n),
-    evaluated=lambda: events.append("evaluated"),
-  )
-  assert events == [5, 5, "evaluated", 5, 5, "evaluated"]
-  work = evaluation_work(config, data)
-  assert work == max(1, round(3 * (len(data.x_val) + len(data.x_test)) / (4 * 16)))
-  with progress_bar(2, config, data, 2, enabled=False) as bar:
-    for name in ("a", "b"):
-      bar.start(name)
-      callbacks = {"progress": bar.update, "compiled": bar.compiled, "evaluated": bar.evaluated}
-      train_seeds(_SlowMLP(lambda: None), data, [0, 1], config, **callbacks)
-    assert bar.count == 2 * (2 * 10 + 2 * work)
-
-
-def test_train_sizes_match_the_loaded_data():
-  from parewire_jax.experiments.data import load_dataset
-
-  assert len(load_dataset("digits").x_train) == settings.TRAIN_SIZES["digits"]
-  assert len(load_dataset("digits", limit_train=100).x_train) == settings.train_size("digits", 100)
-
-
-def test_segments_do_not_change_training():
-  data = tiny_dataset(192)
-  base = settings.TrainConfig(epochs=2, batch_size=16, learning_rate=0.05)
-  from parewire_jax.experiments.models import build_model, kernel_initializer
-
-  model = build_model("mlp", 3, kernel_initializer("kaiming_normal"), mlp_hidden=(16,))
-  whole = train_seeds(model, data, [0, 1], base._replace(segments_per_epoch=1))
-  split = train_seeds(model, data, [0, 1], base._replace(segments_per_epoch=4))
-  assert split.train_curve_acc.shape == (2, 2, 4) and whole.train_curve_acc.shape == (2, 2, 1)
-  for field in ("val_loss", "val_acc", "test_loss", "test_acc"):
-    np.testing.assert_array_equal(getattr(split, field), getattr(whole, field), err_msg=field)
-  np.testing.assert_allclose(split.train_loss, whole.train_loss, rtol=1e-6)
-  np.testing.assert_allclose(split.train_curve_loss.mean(-1), whole.train_curve_loss[..., 0], rtol=1e-6)
-  assert jnp.asarray(split.train_curve_loss).std() > 0
-
-
 @pytest.mark.parametrize("given", [None, "--xla_cpu_enable_concurrency_optimized_scheduler=true"])
 def test_cli_turns_off_the_cpu_scheduler_that_deadlocks_unless_told_otherwise(given):
   probe = (
     "import os\n"
-    "from parewire_jax.__main__ import _avoid_cpu_scheduler_deadlock\n"
-    "_avoid_cpu_scheduler_deadlock()\n"
+    "from parewire_jax.experiments.runtime import avoid_cpu_scheduler_deadlock\n"
+    "avoid_cpu_scheduler_deadlock()\n"
     "print(os.environ['XLA_FLAGS'])\n"
   )
   env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
@@ -204,3 +125,279 @@ def test_cli_turns_off_the_cpu_scheduler_that_deadlocks_unless_told_otherwise(gi
     env["XLA_FLAGS"] = given
   done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=60, check=True)
   assert done.stdout.split() == [given or "--xla_cpu_enable_concurrency_optimized_scheduler=false"]
+
+
+@pytest.mark.parametrize(
+  "argv, message",
+  [
+    (["compare", "--seeds", "1"], "seeds must be an int >= 2"),
+    (["compare", "--epochs", "0"], "epochs must be an int >= 1"),
+    (["compare", "--variants", "rewired"], "include 'base'"),
+    (["compare", "--batch-size", "0"], "batch_size"),
+    (["strength", "--shape", "16"], "at least 2 positive"),
+    (["strength", "--seeds", "0"], "seeds must be an int >= 1"),
+  ],
+)
+def test_cli_rejects_impossible_settings(argv, message, capsys):
+  with pytest.raises(SystemExit) as exit_info:
+    main(argv)
+  assert exit_info.value.code == 2
+  assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+  "argv",
+  [
+    ["compare", "--init", "xavier"],
+    ["compare", "--model", "vgg"],
+    ["compare", "--dataset", "imagenet"],
+    ["frobnicate"],
+  ],
+)
+def test_cli_rejects_unknown_names(argv, capsys):
+  with pytest.raises(SystemExit) as exit_info:
+    main(argv)
+  assert exit_info.value.code == 2
+  assert "invalid choice" in capsys.readouterr().err
+
+
+def test_cli_lenet_on_too_small_images(tmp_path, capsys):
+  with pytest.raises(SystemExit) as exit_info:
+    main(
+      ["compare", "--dataset", "digits", "--model", "lenet", "--seeds", "2", "--epochs", "1", "--out", str(tmp_path)]
+    )
+  assert exit_info.value.code == 2
+  assert "lenet needs images of at least 16×16" in capsys.readouterr().err
+
+
+def test_cli_missing_dataset_says_how_to_get_it(tmp_path, capsys):
+  with pytest.raises(SystemExit) as exit_info:
+    main(["compare", "--dataset", "fashion_mnist", "--data-dir", str(tmp_path), "--no-download"])
+  assert exit_info.value.code == 1
+  assert "fashion_mnist" in capsys.readouterr().err
+
+
+def test_cli_compare_on_digits(tmp_path, capsys):
+  main(
+    [
+      "compare",
+      "--dataset",
+      "digits",
+      "--model",
+      "mlp",
+      "--seeds",
+      "2",
+      "--epochs",
+      "1",
+      "--mlp-hidden",
+      "8",
+      "--limit-train",
+      "300",
+      "--limit-eval",
+      "100",
+      "--no-standardize",
+      "--variants",
+      "base",
+      "max_sv",
+      "--num-draws",
+      "2",
+      "--out",
+      str(tmp_path),
+    ]
+  )
+  out = capsys.readouterr().out
+  assert "| base |" in out and "| max_sv |" in out and "Wilcoxon" in out and "Brown–Forsythe" in out
+  saved = json.loads((tmp_path / "results.json").read_text())
+  assert (saved["dataset"]["num_train"], saved["dataset"]["num_val"], saved["dataset"]["num_test"]) == (300, 100, 100)
+  assert saved["config"]["data"]["standardize"] is False
+  assert "levene" in saved["arms"]["max_sv"]["vs_reference"]["test_acc"]
+  main(["compare", "--dataset", "digits", "--model", "mlp", "--mlp-hidden", "8", "--seeds", "2", "--limit-train",
+        "all", "--limit-eval", "all", "--standardize", "--out", str(tmp_path)])  # fmt: skip
+  saved = json.loads((tmp_path / "results.json").read_text())
+  assert saved["config"]["data"]["limit_train"] is None and saved["config"]["data"]["limit_eval"] is None
+  assert saved["config"]["data"]["standardize"] is True and saved["dataset"]["num_train"] == 1797 - 2 * 360
+
+
+def test_cli_strength(tmp_path, capsys):
+  main(["strength", "--shape", "24", "16", "--seeds", "3", "--out", str(tmp_path)])
+  out = capsys.readouterr().out
+  assert "| base |" in out and "| rewired |" in out
+  saved = json.loads((tmp_path / "strength.json").read_text())
+  assert saved["mean"]["rewired"]["in σ²"] < saved["mean"]["base"]["in σ²"]
+  assert saved["mean"]["rewired"]["out σ²"] < saved["mean"]["base"]["out σ²"]
+  assert saved["shape"] == [24, 16] and saved["seeds"] == 3
+  assert (tmp_path / "strength.png").stat().st_size > 0
+
+
+def _rows(table: str, first_cells) -> dict[str, list[str]]:
+  rows = {}
+  for line in table.splitlines():
+    cells = [c.strip() for c in line.split("|")[1:-1]]
+    if cells and cells[0] in first_cells and cells[0] not in rows:
+      rows[cells[0]] = cells[1:]
+  return rows
+
+
+@pytest.mark.filterwarnings("ignore:Precision loss:RuntimeWarning")  # scipy on near-identical samples
+def test_cli_laperm_end_to_end_and_table_equals_json(tmp_path, capsys):
+  main(
+    [
+      "laperm",
+      "--dataset",
+      "digits",
+      "--limit-train",
+      "300",
+      "--seeds",
+      "2",
+      "--epochs",
+      "2",
+      "--batch-size",
+      "30",
+      "--sync-period",
+      "5",
+      "--mlp-hidden",
+      "8",
+      "--lr",
+      "0.01",
+      "--out",
+      str(tmp_path),
+    ]
+  )
+  out = capsys.readouterr().out
+  for name in ("results.json", "table.md", "curves.png"):
+    assert (tmp_path / name).stat().st_size > 0, name
+  table = (tmp_path / "table.md").read_text()
+  assert table.strip() in out
+  saved = json.loads((tmp_path / "results.json").read_text())
+  assert saved["config"]["sync_period"] == 5 and saved["config"]["network"]["mlp_hidden"] == [8]
+  assert saved["dataset"]["num_train"] == 300
+  adam, lap = saved["arms"]["adam"], saved["arms"]["laperm_adam"]
+
+  # the permutation check: every LaPerm column, every epoch; 2 seeds × (8 + 10) columns
+  assert saved["columns_per_epoch"] == 2 * (8 + 10)
+  assert lap["exact_permutation_columns"] == [36, 36]
+  assert adam["exact_permutation_columns"][-1] < 36
+  assert "- laperm_adam: 72 / 72" in out
+
+  # per-epoch validation table = JSON curves and paired tests
+  epoch_rows = _rows(table.split("per-seed metrics")[0], {"1", "2"})
+  for e in range(2):
+    a, b = np.asarray(adam["curves"]["val_acc"])[:, e], np.asarray(lap["curves"]["val_acc"])[:, e]
+    cells = [_numbers(c) for c in epoch_rows[str(e + 1)]]
+    assert cells[0] == pytest.approx([round(a.mean() * 100, 2), round(a.std(ddof=1) * 100, 2)], abs=0.0051)
+    assert cells[1] == pytest.approx([round(b.mean() * 100, 2), round(b.std(ddof=1) * 100, 2)], abs=0.0051)
+    assert cells[2] == pytest.approx([round((b - a).mean() * 100, 2)], abs=0.0051)
+    p = sps.ttest_rel(b, a).pvalue
+    assert (math.isnan(cells[3][0]) and math.isnan(p)) or cells[3][0] == pytest.approx(p, rel=5e-3)
+    assert saved["epoch_val_acc_tests"][e]["mean_difference"] == pytest.approx((b - a).mean())
+
+  # test accuracy at the best validation epoch = JSON curves; paired table = scipy on the JSON values
+  metric_header, metric_rows = markdown_table(table.split("per-seed metrics")[1])
+  for arm in ("adam", "laperm_adam"):
+    curves = saved["arms"][arm]["curves"]
+    best = np.argmax(curves["val_acc"], axis=1)
+    test_acc = np.asarray(curves["test_acc"])[np.arange(2), best]
+    np.testing.assert_allclose(saved["arms"][arm]["per_seed"]["test_acc"], test_acc)
+    assert _numbers(metric_rows[arm][metric_header.index("test acc. (mean ± std)")])[:2] == pytest.approx(
+      [round(test_acc.mean() * 100, 2), round(test_acc.std(ddof=1) * 100, 2)], abs=0.0051
+    )
+  paired = [line for line in table.splitlines() if line.startswith("| laperm_adam | test acc. |")]
+  (line,) = paired
+  a, b = (np.asarray(saved["arms"][arm]["per_seed"]["test_acc"]) for arm in ("adam", "laperm_adam"))
+  numbers = _numbers(line)
+  assert numbers[0] == pytest.approx(round((b - a).mean() * 100, 2), abs=0.0051)
+  p = sps.ttest_rel(b, a).pvalue
+  assert (math.isnan(numbers[1]) and math.isnan(p)) or numbers[1] == pytest.approx(p, rel=5e-3)
+
+  # weight deviation table = JSON (mean over seeds)
+  deviation_rows = _rows(table.split("weight deviation")[1], {"Dense_0/kernel", "Dense_1/kernel"})
+  for name, cells in deviation_rows.items():
+    expected = [
+      np.mean(saved["arms"][arm]["weight_deviation"][name][field])
+      for field in tables.DEVIATION_COLUMNS
+      for arm in LAPERM_ARMS
+    ]
+    np.testing.assert_allclose([float(c) for c in cells], expected, rtol=5e-4)
+
+
+def test_cli_atlas_trains_the_smoke_grid_then_resumes_it_and_prints_the_table(tmp_path, capsys):
+  argv = ["atlas", "--grid", "smoke", "--seeds", "3", "--cells", "mlp-1x16", "--out", str(tmp_path)]
+  assert main(argv) == 0
+  first = capsys.readouterr().out
+  row = next(line for line in first.splitlines() if line.startswith("| mlp-1x16 |"))
+  assert (tmp_path / "atlas.md").read_text().count(row) == 1 and "reused" not in first
+  assert main([*argv, "--resume", "--compilation-cache", "off"]) == 0
+  again = capsys.readouterr().out
+  assert row in again and "1 cell(s) reused" in again
+
+
+def test_cli_lists_cells_without_training(capsys):
+  assert main(["atlas", "--list"]) == 0
+  listed = capsys.readouterr().out.splitlines()
+  assert [line.split()[0] for line in listed] == [cell.name for cell in atlas_grid("default")]
+
+
+def test_cli_compare_resumes(tmp_path, capsys):
+  argv = [
+    "compare",
+    "--dataset",
+    "digits",
+    "--model",
+    "mlp",
+    "--seeds",
+    "2",
+    "--epochs",
+    "1",
+    "--mlp-hidden",
+    "8",
+    "--limit-train",
+    "200",
+    "--out",
+    str(tmp_path),
+  ]
+  main(argv)
+  first = json.loads((tmp_path / "results.json").read_text())
+  assert "resumed" not in capsys.readouterr().out
+  main(argv + ["--resume"])
+  out = capsys.readouterr().out
+  assert "including 2 chunk(s) resumed from earlier runs" in out
+  second = json.loads((tmp_path / "results.json").read_text())
+  assert second["resumed_chunks"] == {"base": [[0, 1]], "rewired": [[0, 1]]}
+  assert second["arms"]["rewired"]["per_seed"] == first["arms"]["rewired"]["per_seed"]
+
+
+def test_devices_option(capsys):
+  args = build_parser().parse_args(["compare", "--devices", "4"])
+  assert args.devices == 4 and build_parser().parse_args(["laperm"]).devices is None
+  for argv, message in (
+    (["--devices", "0"], "devices must be None or an int >= 1, got 0"),
+    (["--devices", "two"], "invalid int value: 'two'"),
+    (["--devices", "9", "--seeds", "2"], "devices (9) exceeds the 8 device(s)"),
+    (["--process-id", "1"], "--process-id: only read with --distributed"),
+    (["--distributed", "--num-processes", "2", "--process-id", "2"], "must be below --num-processes"),
+  ):
+    with pytest.raises(SystemExit) as exit_info:
+      main(["compare", "--dataset", "digits", "--limit-train", "256", *argv])
+    assert exit_info.value.code == 2, argv
+    assert message in capsys.readouterr().err, argv
+
+
+def test_cli_laperm_resumes(tmp_path, capsys):
+  argv = ["laperm", "--dataset", "digits", "--limit-train", "300", "--seeds", "2", "--epochs", "1",
+          "--batch-size", "30", "--sync-period", "5", "--mlp-hidden", "8", "--out", str(tmp_path)]  # fmt: skip
+  main(argv)
+  first = (tmp_path / "table.md").read_text()
+  main([*argv, "--resume"])
+  assert "2 chunk(s) resumed from earlier runs" in capsys.readouterr().out
+  assert (tmp_path / "table.md").read_text() == first
+
+
+def test_an_output_directory_that_cannot_be_written_is_refused_before_any_training(tmp_path):
+  blocked = tmp_path / "a-file"
+  blocked.write_text("")
+  started = time.perf_counter()
+  done = subprocess.run(
+    [sys.executable, "-m", "parewire_jax", "compare", "--out", str(blocked / "out")], capture_output=True, text=True
+  )
+  assert done.returncode == 2 and "cannot be written" in done.stderr and "Traceback" not in done.stderr
+  assert time.perf_counter() - started < 5  # refused at once, not after a run

@@ -6,18 +6,22 @@ one compiled run per model shared by its tests (module-scoped fixtures).
 
 from __future__ import annotations
 
+import math
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from helpers import assert_bit_permutation, assert_bits_equal, random_images, tiny_dataset
+from helpers import assert_bit_permutation, assert_bits_equal, random_images, small_mlp as _mlp, tiny_dataset
+from scipy import stats as sps
 
+from parewire_jax import rewiring_key, strength_stats
 from parewire_jax.experiments import data, models, settings
-from parewire_jax.experiments.compare import CompareConfig, check_compare_config, run_compare, training_fingerprint
+from parewire_jax.experiments.compare import CompareSettings, run_compare
 from parewire_jax.experiments.lenet import LeNet
-from parewire_jax.experiments.seeds import seed_mesh
+from parewire_jax.experiments.seeds import seed_keys, seed_mesh
 from parewire_jax.experiments.steps import eval_batches, make_step_functions
 
 TOKENS = jnp.zeros((1, 9), jnp.int32)
@@ -75,7 +79,7 @@ def test_pointer_task_is_deterministic_balanced_and_labelled_by_construction():
 
 @pytest.fixture(scope="module")
 def transformer_run():
-  config = CompareConfig(
+  config = CompareSettings().replace(
     dataset="pointer",
     model="transformer",
     seeds=2,
@@ -118,7 +122,7 @@ def test_transformer_rewires_attention_and_mlp_kernels_but_not_embeddings():
 
 
 def test_resmlp_trains_end_to_end():
-  config = CompareConfig(
+  config = CompareSettings().replace(
     dataset="digits", model="resmlp", seeds=2, batch_size=64, learning_rate=0.05, mlp_hidden=(8,), norm="layer"
   )
   outcome = run_compare(config, dataset=tiny_dataset(128))
@@ -184,30 +188,94 @@ def test_lenet_layer_norm_normalises_each_example_and_keeps_no_state():
 # ---------------------------------------------------------------------------------------------- settings
 
 
-@pytest.mark.parametrize(
-  "bad, match",
-  [
-    (dict(model="transformer"), "model 'transformer' takes token sequences but dataset 'mnist' holds images"),
-    (dict(dataset="pointer"), "model 'lenet' takes images but dataset 'pointer' holds token sequences"),
-    (dict(dataset="pointer", model="mlp"), "model 'mlp' takes images"),
-    (dict(norm="group"), "norm must be one of"),
-    (dict(model="mlp", norm="batch"), "norm 'batch' is not available for model 'mlp'"),
-    (dict(model="resmlp", norm="batch"), "norm 'batch' is not available for model 'resmlp'"),
-    (dict(model="transformer", dataset="pointer", norm="layer"), "not available for model 'transformer'"),
-    (dict(model="resmlp", mlp_hidden=(8, 16)), "one width repeated once per residual block"),
-    (dict(optimizer="laperm_adam"), "optimizer must be one of"),
-  ],
-)
-def test_impossible_combinations_are_refused(bad, match):
-  with pytest.raises(ValueError, match=match):
-    check_compare_config(CompareConfig(**bad))
+@pytest.mark.parametrize("init", models.INITIALIZERS)
+def test_variants_share_the_base_draw_per_seed(init):
+  keys = seed_keys([0, 1, 2])
+  draws = {
+    v: jax.vmap(lambda k: models.kernel_initializer(init, v, num_draws=4)(k, (3, 2, 4, 5)))(keys)
+    for v in models.INIT_VARIANTS
+  }
+  base = draws["base"]
+  np.testing.assert_array_equal(base, jax.vmap(lambda k: models.base_initializer(init)(k, (3, 2, 4, 5)))(keys))
+  for seed in range(3):
+    # rewired: a permutation of the base draw of the same seed, and not the base draw itself
+    np.testing.assert_array_equal(np.sort(draws["rewired"][seed].ravel()), np.sort(base[seed].ravel()))
+    assert not np.array_equal(draws["rewired"][seed], base[seed])
+    # min_sv and max_sv pick among the same candidates
+    assert strength_stats(draws["min_sv"][seed]).mean_variance <= strength_stats(draws["max_sv"][seed]).mean_variance
+  assert not np.array_equal(base[0], base[1])  # the seed matters
 
 
-def test_new_fields_come_last_and_leave_old_fingerprints_unchanged():
-  assert CompareConfig._fields[-3:] == ("norm", "optimizer", "devices")
-  assert CompareConfig(model="transformer", dataset="pointer", optimizer="adam").train_config().optimizer == "adam"
-  ds = tiny_dataset(64)
-  # A run without a norm records what runs recorded before the field existed, so their chunks still resume.
-  old = training_fingerprint(CompareConfig(), ds)
-  assert "norm" not in old and old["train"]["optimizer"] == "sgd"
-  assert training_fingerprint(CompareConfig(norm="layer"), ds)["norm"] == "layer"
+def test_model_variants_share_per_kernel_keys():
+  """Flax derives each kernel's key from the init key and its path, so variants pair up per seed."""
+  x = jnp.zeros((1, 6, 6, 1))
+  params = {
+    v: jax.jit(jax.vmap(lambda k: _mlp(v, hidden=(12, 8)).init(k, x)["params"]))(seed_keys([0, 1]))
+    for v in ("base", "rewired")
+  }
+  for name, base in models.kernels(params["base"], seed_axis=True).items():
+    rewired = models.kernels(params["rewired"], seed_axis=True)[name]
+    for seed in range(2):
+      np.testing.assert_array_equal(np.sort(rewired[seed].ravel()), np.sort(base[seed].ravel()))
+      assert strength_stats(rewired[seed]).mean_variance < strength_stats(base[seed]).mean_variance
+
+
+def test_rewired_kernel_is_the_core_rewiring_of_the_base_kernel():
+  key = jax.random.key(3)
+  base = models.base_initializer("orthogonal")(key, (20, 10))
+  from parewire_jax import rewire
+
+  np.testing.assert_array_equal(
+    models.kernel_initializer("orthogonal", "rewired")(key, (20, 10)), rewire(rewiring_key(key), base)
+  )
+
+
+def test_kaiming_initializers_have_pytorch_variance():
+  shape = (400, 500)  # fan_in 400: PyTorch's kaiming_*_ (fan_in, relu) has std sqrt(2/400)
+  std = math.sqrt(2 / 400)
+  for name in ("kaiming_normal", "kaiming_uniform", "truncated_normal"):
+    w = np.asarray(models.base_initializer(name)(jax.random.key(0), shape))
+    assert abs(w.std() / std - 1) < 0.01, name
+  uniform = np.asarray(models.base_initializer("kaiming_uniform")(jax.random.key(0), shape))
+  assert np.abs(uniform).max() <= std * math.sqrt(3)
+  truncated = np.asarray(models.base_initializer("truncated_normal")(jax.random.key(0), shape))
+  sigma = std / models._TRUNC3_STD  # the untruncated normal's sigma
+  assert np.abs(truncated).max() <= 3 * sigma
+  assert np.abs(truncated).max() > 2.5 * sigma  # truncated at 3σ, not jax's 2σ
+  orthogonal = np.asarray(models.base_initializer("orthogonal")(jax.random.key(0), (3, 3, 8, 16)))
+  matrix = orthogonal.reshape(-1, 16)
+  np.testing.assert_allclose(matrix.T @ matrix, np.eye(16), atol=1e-5)
+
+
+def test_truncated_std_constant_matches_scipy():
+  assert models._TRUNC3_STD == pytest.approx(sps.truncnorm(-3, 3).std(), rel=1e-12)
+
+
+def test_unknown_names_are_value_errors():
+  with pytest.raises(ValueError, match="init must be one of"):
+    models.base_initializer("xavier")
+  with pytest.raises(ValueError, match="variant must be one of"):
+    models.kernel_initializer("orthogonal", "shuffled")
+  with pytest.raises(ValueError, match="model must be one of"):
+    models.build_model("vgg", 10, models.base_initializer("orthogonal"))
+  with pytest.raises(ValueError, match="num_classes"):
+    models.build_model("mlp", 1, models.base_initializer("orthogonal"))
+
+
+def test_lenet_and_resnet_shapes():
+  lenet = models.build_model("lenet", 10, models.base_initializer("kaiming_normal"))
+  params = jax.eval_shape(lenet.init, jax.random.key(0), jnp.zeros((1, 28, 28, 1)))["params"]
+  assert {k: v.shape for k, v in models.kernels(params).items()} == {
+    "PatchConv_0/kernel": (5, 5, 1, 20),
+    "PatchConv_1/kernel": (5, 5, 20, 50),
+    "Dense_0/kernel": (800, 500),
+    "Dense_1/kernel": (500, 10),
+  }
+  resnet = models.build_model("resnet18", 10, models.base_initializer("kaiming_normal"))
+  variables = jax.eval_shape(resnet.init, jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
+  kernels = models.kernels(variables["params"])
+  assert len(kernels) == 1 + 16 + 3 + 1  # stem, 8 blocks × 2, 3 projections, classifier
+  # stem 3·3·3·64, stages 4·3·3·64², (3·3·64·128 + 3·3·3·128² + 64·128), …, classifier 512·10
+  stages = sum(9 * c // 2 * c + 3 * 9 * c * c + c // 2 * c for c in (128, 256, 512))
+  assert sum(math.prod(k.shape) for k in kernels.values()) == 9 * 3 * 64 + 4 * 9 * 64 * 64 + stages + 5120
+  assert "batch_stats" in variables

@@ -75,3 +75,31 @@ def test_using_the_package_loads_no_optional_ecosystem():
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
   assert out == ["[]"]
   assert not set(pw.__all__) & {"keras_adapter", "haiku_adapter", "penzai_adapter"}
+
+
+def _code_lines(function: ast.FunctionDef | ast.AsyncFunctionDef, source: list[str]) -> int:
+  """Lines of code of ``function``'s body: its docstring, blank lines and comment lines left out."""
+  body = function.body
+  if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+    body = body[1:]  # the docstring
+  if not body:
+    return 0
+  lines = source[body[0].lineno - 1 : function.end_lineno]
+  return sum(1 for line in lines if line.strip() and not line.strip().startswith("#"))
+
+
+def test_no_function_of_the_experiments_layer_is_longer_than_60_lines():
+  package = pathlib.Path(pw.__file__).parent
+  files = [*sorted((package / "experiments").glob("*.py")), package / "__main__.py"]
+  too_long = []
+  for path in files:
+    source = path.read_text()
+    for node in ast.walk(ast.parse(source)):
+      if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+        lines = _code_lines(node, source.splitlines())
+        if lines > 60:
+          too_long.append(f"{path.name}:{node.lineno} {node.name} ({lines} lines)")
+  assert len(files) > 20 and too_long == []
+  # what is counted: code, not the docstring, blank lines or comments
+  source = 'def f():\n  """Doc.\n\n  More."""\n  # why\n' + "  x = 1\n\n" * 61
+  assert _code_lines(ast.parse(source).body[0], source.splitlines()) == 61  # pyright: ignore[reportArgumentType]

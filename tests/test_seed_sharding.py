@@ -1,4 +1,4 @@
-"""Seeds sharded over devices (TrainConfig.devices, --devices): the same per-seed results on 1, 2, 4 and 8.
+"""Seeds sharded over devices (DeviceSettings.devices, --devices): the same per-seed results on 1, 2, 4 and 8.
 
 The 8 devices are XLA's virtual CPU devices of tests/conftest.py. The runs are
 tiny (an MLP of 16 hidden units, 256 training images, one epoch) and shared by
@@ -7,7 +7,6 @@ the module's tests, to keep them within seconds.
 
 from __future__ import annotations
 
-import functools
 import shutil
 
 import jax
@@ -15,17 +14,17 @@ import numpy as np
 import pytest
 from helpers import random_images
 
-from parewire_jax.__main__ import _parser, main
-from parewire_jax.experiments import ChunkStore, CompareConfig, load_dataset, run_compare, train_seeds
-from parewire_jax.experiments.compare import build, training_fingerprint
-from parewire_jax.experiments.optimizers import make_optimizer
+from parewire_jax.experiments import ChunkStore, CompareSettings, load_dataset, run_compare, train_seeds
+from parewire_jax.experiments.compare import build
+from parewire_jax.experiments.optimizers import Optimizer, make_optimizer
+from parewire_jax.experiments.runner import training_fingerprint
 from parewire_jax.experiments.seeds import device_shares, seed_mesh
 from parewire_jax.experiments.steps import make_step_functions
 
 DEVICE_COUNTS = (1, 2, 4, 8)
 # 5 seeds in chunks of 3: chunks [0, 1, 2] and [3, 4], neither divisible by 2 or 4 devices (padded), and
 # seeds_per_vmap=1, so every device vectorizes the same one-seed groups as one device does.
-CONFIG = CompareConfig(
+CONFIG = CompareSettings().replace(
   dataset="digits",
   model="mlp",
   seeds=5,
@@ -45,9 +44,24 @@ ROUNDED = ("init_mean_variance", "init_mean_fourth_moment")
 COLLECTIVES = ("all-reduce", "all-gather", "collective-permute", "all-to-all", "reduce-scatter")
 
 
+def _train(model, dataset, settings: CompareSettings, **kwargs):
+  """``train_seeds`` with the seeds, schedule, grouping and devices of ``settings``."""
+  seeding = settings.seeding
+  return train_seeds(
+    model,
+    dataset,
+    seeding.range,
+    settings.training,
+    seeds_per_chunk=seeding.seeds_per_chunk,
+    seeds_per_vmap=seeding.seeds_per_vmap,
+    devices=settings.hardware.devices,
+    **kwargs,
+  )
+
+
 @pytest.fixture(scope="module")
 def dataset():
-  return load_dataset("digits", limit_train=CONFIG.limit_train, limit_eval=CONFIG.limit_eval)
+  return load_dataset("digits", limit_train=CONFIG.data.limit_train, limit_eval=CONFIG.data.limit_eval)
 
 
 @pytest.fixture(scope="module")
@@ -58,10 +72,8 @@ def runs(dataset, tmp_path_factory):
   for devices in DEVICE_COUNTS:
     chunks = tmp_path_factory.mktemp(f"devices{devices}") / "chunks"
     store = ChunkStore(chunks, training_fingerprint(CONFIG, dataset))
-    config = CONFIG._replace(devices=devices).train_config()
     model = build(CONFIG, "base", dataset.num_classes)
-    save = functools.partial(store.save, "base")
-    outcomes[devices] = train_seeds(model, dataset, range(CONFIG.seeds), config, save_chunk=save), chunks
+    outcomes[devices] = _train(model, dataset, CONFIG.replace(devices=devices), chunks=store.arm("base")), chunks
   return outcomes
 
 
@@ -75,7 +87,7 @@ def test_device_shares_never_lose_or_repeat_a_seed():
 @pytest.mark.parametrize("devices", DEVICE_COUNTS[1:])
 def test_per_seed_results_do_not_depend_on_the_devices(runs, devices):
   one, sharded = runs[1][0], runs[devices][0]
-  assert sharded.seeds.tolist() == list(range(CONFIG.seeds))  # every seed once, in order, padding dropped
+  assert sharded.seeds.tolist() == CONFIG.seeding.range  # every seed once, in order, padding dropped
   for field in EXACT:
     np.testing.assert_array_equal(getattr(sharded, field), getattr(one, field), err_msg=field)
   for field in ROUNDED:
@@ -84,9 +96,9 @@ def test_per_seed_results_do_not_depend_on_the_devices(runs, devices):
 
 def test_default_vectorization_agrees_to_float_rounding(dataset, runs):
   """seeds_per_vmap=None: 8 devices vectorize 1 seed each where one device vectorizes all 5 (other rounding)."""
-  config = CONFIG._replace(seeds_per_chunk=None, seeds_per_vmap=None)
-  outcome = run_compare(config._replace(devices=8), dataset=dataset)
-  assert [result.seeds.tolist() for result in outcome.results.values()] == [list(range(CONFIG.seeds))] * 2
+  config = CONFIG.replace(seeds_per_chunk=None, seeds_per_vmap=None)
+  outcome = run_compare(config.replace(devices=8), dataset=dataset)
+  assert [result.seeds.tolist() for result in outcome.results.values()] == [CONFIG.seeding.range] * 2
   for field in EXACT + ROUNDED:
     np.testing.assert_allclose(
       getattr(outcome.results["base"], field), getattr(runs[1][0], field), rtol=1e-5, atol=1e-6, err_msg=field
@@ -98,23 +110,21 @@ def test_chunks_resume_on_another_number_of_devices(dataset, runs, tmp_path, sav
   saved, chunks = runs[saved_on]
   shutil.copytree(chunks, tmp_path / "chunks")
   (tmp_path / "chunks" / "base_seeds_3-4.npz").unlink()  # trained again, on the other device count
-  config = CONFIG._replace(devices=resumed_on)
+  config = CONFIG.replace(devices=resumed_on)
   store = ChunkStore(tmp_path / "chunks", training_fingerprint(config, dataset), resume=True)
   model = build(config, "base", dataset.num_classes)
-  load = functools.partial(store.load, "base")
-  resumed = train_seeds(model, dataset, range(config.seeds), config.train_config(), load_chunk=load)
+  resumed = _train(model, dataset, config, chunks=store.arm("base"))
   assert store.resumed == {"base": [[0, 1, 2]]}
   for field in EXACT:
     np.testing.assert_array_equal(getattr(resumed, field), getattr(saved, field), err_msg=field)
 
 
 def test_training_has_no_cross_device_collective(dataset):
-  config = CONFIG.train_config()
   model = build(CONFIG, "base", dataset.num_classes)
   x = dataset.x_train[:1]
   fns = make_step_functions(
     model,
-    make_optimizer(config, 4),
+    make_optimizer(Optimizer(), CONFIG.training, 4),
     x,
     seeds_per_vmap=None,
     track_gradients=False,
@@ -124,31 +134,15 @@ def test_training_has_no_cross_device_collective(dataset):
   seeds = np.arange(8, dtype=np.uint32)
   params, state, opt_state, counts, _, _ = jax.eval_shape(fns.init, seeds, x)
   carry = ((params, state, opt_state), counts)
-  batch_indices = np.zeros((2, CONFIG.batch_size), np.int32)
+  batch_indices = np.zeros((2, CONFIG.training.batch_size), np.int32)
   hlo = fns.segment.lower(carry, dataset.x_train, dataset.y_train, batch_indices).compile().as_text()
   assert "num_partitions=8" in hlo  # one program for the 8 devices
   assert [c for c in COLLECTIVES if c in hlo] == []
 
 
-def test_devices_option(capsys):
-  args = _parser().parse_args(["compare", "--devices", "4"])
-  assert args.devices == 4 and _parser().parse_args(["laperm"]).devices is None
-  for argv, message in (
-    (["--devices", "0"], "devices must be None or an int >= 1, got 0"),
-    (["--devices", "two"], "invalid int value: 'two'"),
-    (["--devices", "9", "--seeds", "2"], "devices (9) exceeds the 8 device(s)"),
-    (["--process-id", "1"], "--process-id: only read with --distributed"),
-    (["--distributed", "--num-processes", "2", "--process-id", "2"], "must be below --num-processes"),
-  ):
-    with pytest.raises(SystemExit) as exit_info:
-      main(["compare", "--dataset", "digits", "--limit-train", "256", *argv])
-    assert exit_info.value.code == 2, argv
-    assert message in capsys.readouterr().err, argv
-
-
 def test_devices_beyond_those_jax_sees_are_refused_before_any_data(tmp_path):
   with pytest.raises(ValueError, match=r"devices \(9\) exceeds the 8 device\(s\)"):
-    run_compare(CONFIG._replace(devices=9), data_dir=tmp_path, download=False)
+    run_compare(CONFIG.replace(devices=9), data_dir=tmp_path, download=False)
 
 
 @pytest.mark.slow
@@ -203,23 +197,23 @@ def test_two_processes_train_like_one_and_only_process_0_writes(tmp_path):
   distributed = json.loads((tmp_path / "process0" / "results.json").read_text())
   alone = json.loads((tmp_path / "single" / "results.json").read_text())
   for variant in ("base", "rewired"):
-    assert distributed["variants"][variant]["curves"] == alone["variants"][variant]["curves"], variant
+    assert distributed["arms"][variant]["curves"] == alone["arms"][variant]["curves"], variant
 
 
 def test_lenet_trains_sharded_like_on_one_device_without_a_collective():
   # LeNet's first convolution has a hand-written gradient that also yields one for the images all seeds share;
   # under shard_map that cotangent must sum over the devices, and XLA must drop it, as nothing reads it.
   dataset = random_images(64)
-  config = CompareConfig(model="lenet", seeds=2, batch_size=32, seeds_per_vmap=1)
+  config = CompareSettings().replace(model="lenet", seeds=2, batch_size=32, seeds_per_vmap=1)
   model = build(config, "base", dataset.num_classes)
-  results = [train_seeds(model, dataset, [0, 1], config._replace(devices=devices).train_config()) for devices in (1, 2)]
+  results = [_train(model, dataset, config.replace(devices=devices)) for devices in (1, 2)]
   # Training is the same bits; the evaluation's first convolution computes a device's seeds in one product.
   for field in EXACT:
     compare = np.testing.assert_array_equal if field.startswith("train") else np.testing.assert_allclose
     compare(getattr(results[1], field), getattr(results[0], field), err_msg=field)
   fns = make_step_functions(
     model,
-    make_optimizer(config.train_config(), 2),
+    make_optimizer(Optimizer(), config.training, 2),
     dataset.x_train[:1],
     seeds_per_vmap=None,
     track_gradients=False,
@@ -227,6 +221,6 @@ def test_lenet_trains_sharded_like_on_one_device_without_a_collective():
     mesh=seed_mesh(2),
   )
   params, state, opt_state, counts, _, _ = jax.eval_shape(fns.init, np.arange(2, dtype=np.uint32), dataset.x_train[:1])
-  indices = np.zeros((2, config.batch_size), np.int32)
+  indices = np.zeros((2, config.training.batch_size), np.int32)
   hlo = fns.segment.lower(((params, state, opt_state), counts), dataset.x_train, dataset.y_train, indices)
   assert [c for c in COLLECTIVES if c in hlo.compile().as_text()] == []

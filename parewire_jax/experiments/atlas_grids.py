@@ -2,9 +2,9 @@
 
 The paper measures PA rewiring on LeNet, ResNet, ViT and ConvMixer (§4,
 Tables 1–3) and leaves other settings to future work (§5). An atlas cell is
-one :class:`~parewire_jax.experiments.CompareConfig`: a model family member
+one :class:`~parewire_jax.experiments.CompareSettings`: a model family member
 trained from the same seeds with the base initializer and rewired. Like
-:mod:`~parewire_jax.experiments.settings`, this module imports no JAX.
+``parewire_jax.experiments.settings``, this module imports no JAX.
 
 * ``"default"``: 17 cells sized for a CPU (the whole grid in about half an
   hour on 2 cores): MLP depth {2, 4, 8} × width {64, 256, 1024}; LeNet (§4.2)
@@ -24,13 +24,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from parewire_jax._checks import check_choice, check_int
-from parewire_jax.experiments.settings import (
-  INITIALIZERS,
-  CompareConfig,
-  check_batch_size,
-  check_compare_config,
-  train_size,
-)
+from parewire_jax.experiments.settings import ATLAS_GRIDS, INITIALIZERS, AtlasSettings, CompareSettings
 
 
 class AtlasCell(NamedTuple):
@@ -39,45 +33,45 @@ class AtlasCell(NamedTuple):
   Attributes:
     name: unique within its grid; the cell's directory under the atlas output.
     family: the row group of the table and heatmap (e.g. ``"MLP depth × width"``).
-    config: the run; its ``variants`` are ``("base", "rewired")``.
+    settings: the run; its ``variants`` are ``("base", "rewired")``.
 
-  >>> cell = AtlasCell("mlp-2x64", "MLP depth × width", CompareConfig(model="mlp", mlp_hidden=(64, 64)))
-  >>> cell.config.model
+  >>> cell = AtlasCell("mlp-2x64", "MLP depth × width", CompareSettings().replace(model="mlp", mlp_hidden=(64, 64)))
+  >>> cell.settings.network.model
   'mlp'
   """
 
   name: str
   family: str
-  config: CompareConfig
+  settings: CompareSettings
 
 
 # What every cell of the default grid shares: MNIST as in §4.2, CPU-sized.
-DEFAULT_BASE = CompareConfig(seeds=20, epochs=2, limit_train=2000, limit_eval=1000)
-PAPER_BASE = CompareConfig(seeds=100, epochs=10, limit_train=None, limit_eval=None)
-SMOKE_BASE = CompareConfig(dataset="digits", model="mlp", seeds=3, limit_train=256, batch_size=64)
+DEFAULT_BASE = CompareSettings().replace(seeds=20, epochs=2, limit_train=2000, limit_eval=1000)
+PAPER_BASE = CompareSettings().replace(seeds=100, epochs=10, limit_train=None, limit_eval=None)
+SMOKE_BASE = CompareSettings().replace(dataset="digits", model="mlp", seeds=3, limit_train=256, batch_size=64)
 
 DEPTHS = (2, 4, 8)
 WIDTHS = (64, 256, 1024)
 
 
-def _families(base: CompareConfig) -> list[AtlasCell]:
+def _families(base: CompareSettings) -> list[AtlasCell]:
   """The default families on ``base``'s data, seeds and schedule."""
   cells = [
-    AtlasCell(f"mlp-{depth}x{width}", "MLP depth × width", base._replace(model="mlp", mlp_hidden=(width,) * depth))
+    AtlasCell(f"mlp-{depth}x{width}", "MLP depth × width", base.replace(model="mlp", mlp_hidden=(width,) * depth))
     for depth in DEPTHS
     for width in WIDTHS
   ]
   cells += [
-    AtlasCell(name, "LeNet normalisation", base._replace(model="lenet", norm=norm))
+    AtlasCell(name, "LeNet normalisation", base.replace(model="lenet", norm=norm))
     for name, norm in (("lenet", "none"), ("lenet-batchnorm", "batch"), ("lenet-layernorm", "layer"))
   ]
   cells += [
-    AtlasCell(f"lenet-{init}", "LeNet initializer", base._replace(model="lenet", init=init))
+    AtlasCell(f"lenet-{init}", "LeNet initializer", base.replace(model="lenet", init=init))
     for init in INITIALIZERS
-    if init != base.init
+    if init != base.network.init
   ]
   cells.append(
-    AtlasCell("resmlp-4x256", "residual MLP", base._replace(model="resmlp", mlp_hidden=(256,) * 4, norm="layer"))
+    AtlasCell("resmlp-4x256", "residual MLP", base.replace(model="resmlp", mlp_hidden=(256,) * 4, norm="layer"))
   )
   # The transformer's own data, trained like every other cell (with Adam at 1e-3 the pointer task is solved in
   # one epoch by base and rewired alike, which says nothing about either).
@@ -85,7 +79,7 @@ def _families(base: CompareConfig) -> list[AtlasCell]:
     AtlasCell(
       "transformer-pointer",
       "transformer",
-      base._replace(dataset="pointer", model="transformer", standardize=False),
+      base.replace(dataset="pointer", model="transformer", standardize=False),
     )
   )
   return cells
@@ -94,21 +88,21 @@ def _families(base: CompareConfig) -> list[AtlasCell]:
 def _paper_grid() -> list[AtlasCell]:
   cells = _families(PAPER_BASE)
   cells.append(
-    AtlasCell("resnet18-cifar10", "ResNet (Table 3)", PAPER_BASE._replace(dataset="cifar10", model="resnet18"))
+    AtlasCell("resnet18-cifar10", "ResNet (Table 3)", PAPER_BASE.replace(dataset="cifar10", model="resnet18"))
   )
   return cells
 
 
 def _smoke_grid() -> list[AtlasCell]:
   return [
-    AtlasCell("mlp-1x16", "MLP depth × width", SMOKE_BASE._replace(mlp_hidden=(16,))),
-    AtlasCell("mlp-2x16", "MLP depth × width", SMOKE_BASE._replace(mlp_hidden=(16, 16))),
+    AtlasCell("mlp-1x16", "MLP depth × width", SMOKE_BASE.replace(mlp_hidden=(16,))),
+    AtlasCell("mlp-2x16", "MLP depth × width", SMOKE_BASE.replace(mlp_hidden=(16, 16))),
   ]
 
 
-GRIDS = ("default", "paper", "smoke")
+GRIDS = ATLAS_GRIDS
 # What every cell compares.
-VARIANTS = ("base", "rewired")
+ATLAS_VARIANTS = ("base", "rewired")
 
 
 def atlas_grid(name: str, *, seeds: int | None = None, cells: Sequence[str] | None = None) -> list[AtlasCell]:
@@ -122,7 +116,7 @@ def atlas_grid(name: str, *, seeds: int | None = None, cells: Sequence[str] | No
 
   >>> [cell.name for cell in atlas_grid("default")][:4]
   ['mlp-2x64', 'mlp-2x256', 'mlp-2x1024', 'mlp-4x64']
-  >>> atlas_grid("smoke", seeds=5)[0].config.seeds
+  >>> atlas_grid("smoke", seeds=5)[0].settings.seeding.seeds
   5
   """
   builders = {"default": lambda: _families(DEFAULT_BASE), "paper": _paper_grid, "smoke": _smoke_grid}
@@ -137,8 +131,20 @@ def atlas_grid(name: str, *, seeds: int | None = None, cells: Sequence[str] | No
     grid = [cell for cell in grid if cell.name in cells]
   if seeds is not None:
     check_int(seeds, "seeds", minimum=3)
-    grid = [cell._replace(config=cell.config._replace(seeds=seeds)) for cell in grid]
+    grid = [cell._replace(settings=cell.settings.replace(seeds=seeds)) for cell in grid]
   return grid
+
+
+def atlas_cells(settings: AtlasSettings) -> list[AtlasCell]:
+  """The cells an ``atlas`` run trains: ``settings.grid``'s, only ``settings.cells``, on ``settings.hardware``.
+
+  >>> [cell.settings.hardware.devices for cell in atlas_cells(AtlasSettings(grid="smoke").replace(devices=1))]
+  [1, 1]
+  """
+  grid = atlas_grid(settings.grid, seeds=settings.seeds, cells=settings.cells)
+  cells = [cell._replace(settings=cell.settings.replace(hardware=settings.hardware)) for cell in grid]
+  check_atlas_cells(cells)
+  return cells
 
 
 def check_atlas_cells(cells: Sequence[AtlasCell]) -> None:
@@ -162,11 +168,10 @@ def check_atlas_cells(cells: Sequence[AtlasCell]) -> None:
       raise ValueError(
         f"a cell's name must be a non-empty directory name of letters, digits, '-', '_', '.'; got {cell.name!r}."
       )
-    if tuple(cell.config.variants) != VARIANTS:
-      raise ValueError(f"cell {cell.name!r}: variants must be {VARIANTS}, got {tuple(cell.config.variants)}.")
+    if tuple(cell.settings.variants) != ATLAS_VARIANTS:
+      raise ValueError(f"cell {cell.name!r}: variants must be {ATLAS_VARIANTS}, got {tuple(cell.settings.variants)}.")
     try:
-      check_compare_config(cell.config)
-      check_int(cell.config.seeds, "seeds", minimum=3)
-      check_batch_size(cell.config.batch_size, train_size(cell.config.dataset, cell.config.limit_train))
+      cell.settings.check()
+      check_int(cell.settings.seeding.seeds, "seeds", minimum=3)
     except ValueError as error:
       raise ValueError(f"cell {cell.name!r}: {error}") from None

@@ -2,8 +2,9 @@
 
 The paper's Table 1 trains 100 seeds of four variants for many epochs (§4.1–4.2):
 longer than a Colab session or a batch job's time limit may last. ``train_seeds``
-trains seeds in chunks; a :class:`ChunkStore` saves every finished chunk as one
-``.npz`` file and, when resuming, hands it back instead of training it again.
+trains seeds in chunks; a :class:`ChunkStore` saves every finished chunk of every
+arm as one ``.npz`` file and, when resuming, hands it back instead of training it
+again (``ChunkStore.arm(name)`` is what ``train_seeds`` takes).
 
 A chunk is reused only by a run that would have computed it: each file records a
 *fingerprint* (the settings that determine training and a digest of the data),
@@ -20,15 +21,17 @@ import os
 import pathlib
 import zipfile
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from parewire_jax.experiments.data import Dataset
 from parewire_jax.experiments.train import TrainResult
 
-# Every TrainResult field is an array, except the optional grad_abs and the layer names.
-_ARRAYS = tuple(f for f in TrainResult._fields if f not in ("grad_abs", "layer_names"))
+# Every TrainResult field is an array, except the optional grad_abs, the layer names and the records (a dict of
+# arrays, saved under _RECORD + name).
+_ARRAYS = tuple(f for f in TrainResult._fields if f not in ("grad_abs", "layer_names", "records"))
+_RECORD = "record:"
 
 
 def dataset_digest(dataset: Dataset) -> str:
@@ -68,9 +71,8 @@ class ChunkStore:
     resume: when false, :meth:`load` finds nothing and every chunk is trained
       (and saved over an older file of the same name).
 
-  ``load`` and ``save`` take the variant first; bind it with
-  ``functools.partial`` to get ``train_seeds``' ``load_chunk`` and
-  ``save_chunk``.
+  ``load`` and ``save`` take the arm (a variant, an optimizer) first;
+  :meth:`arm` binds it, for ``train_seeds``' ``chunks``.
 
   Attributes:
     seconds: variant -> the training time of its chunks, the resumed ones
@@ -86,7 +88,7 @@ class ChunkStore:
   >>> with tempfile.TemporaryDirectory() as d:
   ...   ChunkStore(d, {"epochs": 1}).save("base", chunk, seconds=2.0)
   ...   again = ChunkStore(d, {"epochs": 1}, resume=True)
-  ...   loaded = again.load("base", [0, 1])
+  ...   loaded = again.arm("base").load([0, 1], epochs=1)
   >>> loaded.val_acc.tolist(), again.resumed, again.seconds
   ([[0.5], [0.6]], {'base': [[0, 1]]}, {'base': 2.0})
   """
@@ -107,12 +109,17 @@ class ChunkStore:
     )
     return self.directory / f"{variant}_seeds_{label}.npz"
 
-  def load(self, variant: str, seeds: Sequence[int]) -> TrainResult | None:
-    """The saved chunk of ``variant`` and ``seeds`` when resuming and one exists, else ``None``.
+  def arm(self, name: str, *, saves: bool = True) -> ArmChunks:
+    """The chunks of arm ``name``, as ``train_seeds`` takes them; with ``saves=False`` only loaded (another
+    process writes them)."""
+    return ArmChunks(self, name, saves)
+
+  def load(self, variant: str, seeds: Sequence[int], epochs: int | None = None) -> TrainResult | None:
+    """The saved chunk of ``variant`` and ``seeds`` (of ``epochs`` epochs) when resuming and one exists, else ``None``.
 
     Raises:
       ValueError: the file was written by a run with other settings or data,
-        or is not a chunk file of these seeds.
+        or is not a chunk file of these seeds and epochs.
     """
     path = self.path(variant, seeds)
     if not self.resume or not path.exists():
@@ -122,6 +129,7 @@ class ChunkStore:
         stored = json.loads(str(saved["fingerprint"]))
         arrays = {name: saved[name] for name in _ARRAYS}
         grad_abs = saved["grad_abs"] if "grad_abs" in saved.files else None
+        records = {name[len(_RECORD) :]: saved[name] for name in saved.files if name.startswith(_RECORD)}
         layer_names = tuple(str(n) for n in saved["layer_names"])
         seconds = float(saved["seconds"])
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:  # missing, truncated, damaged
@@ -134,9 +142,11 @@ class ChunkStore:
       )
     if arrays["seeds"].tolist() != [int(s) for s in seeds]:
       raise ValueError(f"{path} holds seeds {arrays['seeds'].tolist()}, expected {list(seeds)}.")
+    if epochs is not None and arrays["val_acc"].shape != (len(seeds), epochs):
+      raise ValueError(f"{path} holds curves of shape {arrays['val_acc'].shape}, expected ({len(seeds)}, {epochs}).")
     self.seconds[variant] = self.seconds.get(variant, 0.0) + seconds
     self.resumed.setdefault(variant, []).append([int(s) for s in seeds])
-    return TrainResult(grad_abs=grad_abs, layer_names=layer_names, **arrays)
+    return TrainResult(grad_abs=grad_abs, layer_names=layer_names, records=records, **arrays)
 
   def save(self, variant: str, chunk: TrainResult, *, seconds: float) -> None:
     """Writes ``chunk`` (one chunk's :class:`TrainResult`, trained in ``seconds``) atomically."""
@@ -145,6 +155,7 @@ class ChunkStore:
     arrays = {name: np.asarray(getattr(chunk, name)) for name in _ARRAYS}
     if chunk.grad_abs is not None:
       arrays["grad_abs"] = np.asarray(chunk.grad_abs)
+    arrays.update({_RECORD + name: np.asarray(values) for name, values in chunk.records.items()})
     partial = path.with_name(path.name + ".partial")
     with open(partial, "wb") as f:
       np.savez(
@@ -156,3 +167,26 @@ class ChunkStore:
       )
     os.replace(partial, path)
     self.seconds[variant] = self.seconds.get(variant, 0.0) + seconds
+
+
+class ArmChunks(NamedTuple):
+  """The chunks of one arm of a :class:`ChunkStore`: what ``train_seeds`` loads and saves (``ChunkStore.arm``).
+
+  >>> import tempfile
+  >>> with tempfile.TemporaryDirectory() as d:
+  ...   chunks = ChunkStore(d, {}, resume=True).arm("rewired")
+  ...   found = chunks.load([0, 1], epochs=1)
+  >>> chunks.name, found is None
+  ('rewired', True)
+  """
+
+  store: ChunkStore
+  name: str
+  saves: bool = True
+
+  def load(self, seeds: Sequence[int], epochs: int) -> TrainResult | None:
+    return self.store.load(self.name, seeds, epochs)
+
+  def save(self, chunk: TrainResult, *, seconds: float) -> None:
+    if self.saves:
+      self.store.save(self.name, chunk, seconds=seconds)

@@ -4,24 +4,25 @@ LaPerm (Qiu & Suda, NeurIPS 2020, §4) trains by permuting every weight vector
 of the initial weights; §5.1 reports it on par with (or slightly above) plain
 Adam on MNIST. :func:`run_laperm` trains one model from the same init seeds
 with the same data order twice, with ``optax.adam`` and with
-``laperm(optax.adam, sync_period)`` (:func:`parewire_jax.experiments.train.train_seeds`,
-``optimizer="adam"`` and ``"laperm_adam"``), then tabulates per-epoch
+``laperm(optax.adam, sync_period)`` (two arms of
+:func:`~parewire_jax.experiments.run_arms`), then tabulates per-epoch
 validation accuracy and the test accuracy at the best validation epoch, with
 paired tests by seed (:mod:`parewire_jax.experiments.stats`).
 
-Two diagnostics come with it, computed during the run:
+Two diagnostics come with it, computed after every epoch and saved with the
+chunks of seeds (so a resumed run has them too):
 
 * after every epoch, every evaluated kernel's weight vectors (columns, laid out
   by :func:`parewire_jax.as_matrices`) are compared bit for bit, as
   multisets, with the same weight vectors of the initial kernels recomputed
   from the init seeds: with LaPerm all of them must match, with Adam none is
   expected to;
-* at the end, :func:`parewire_jax.lookahead_permutation.weight_deviation` of
+* :func:`parewire_jax.diagnostics.weight_deviation` of
   the evaluated kernels from the initial ones, per layer, for both optimizers
   (how far trained weights move from their initialization, arXiv:2012.02550).
 
 The defaults are CPU-sized; they follow the LaPerm paper where it applies
-(see :class:`LaPermConfig`).
+(see :class:`~parewire_jax.experiments.LaPermSettings`).
 """
 
 from __future__ import annotations
@@ -30,30 +31,31 @@ import os
 import pathlib
 from typing import Any, NamedTuple
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import Array, lax
 
 from parewire_jax.axes import as_matrices
-from parewire_jax.diagnostics import weight_deviation
-from parewire_jax.experiments import models as models_lib, report as report_lib, stats as stats_lib
-from parewire_jax.experiments.data import Dataset, load_dataset
-from parewire_jax.experiments.seeds import available_devices, seed_keys
-from parewire_jax.experiments.settings import ARMS, LaPermConfig, check_batch_size, check_laperm_config, train_size
-from parewire_jax.experiments.train import TrainResult, progress_bar, train_seeds
+from parewire_jax.diagnostics import WeightDeviation, weight_deviation
+from parewire_jax.experiments import metrics as metrics_lib, models as models_lib, plots, records, stats, tables
+from parewire_jax.experiments.data import Dataset
+from parewire_jax.experiments.optimizers import Optimizer
+from parewire_jax.experiments.runner import Arm, RunResult, run_arms
+from parewire_jax.experiments.settings import LAPERM_ARMS, LaPermSettings
+from parewire_jax.experiments.train import TrainResult
 from parewire_jax.sorting import sort_exact
 
-# WeightDeviation fields shown in the table: field -> header.
-DEVIATION_COLUMNS = {"relative": "‖Δ‖/‖W₀‖", "mean_abs": "mean abs(Δ)", "max_abs": "max abs(Δ)"}
+# The per-seed records of the diagnostics: weight vectors checked, those exact, "deviation/<kernel>/<field>".
+_CHECKED = "weight_vectors"
+_EXACT = "exact_columns"
 
 
 class LaPermResult(NamedTuple):
   """Outcome of :func:`run_laperm`.
 
   Attributes:
-    config: the run.
+    settings: the run.
     results: arm (``"adam"``, ``"laperm_adam"``) -> per-seed records.
     metrics: arm -> metric of the table -> per-seed values.
     report: summaries of every arm and tests of LaPerm against Adam.
@@ -66,21 +68,25 @@ class LaPermResult(NamedTuple):
       kernels).
     deviation: arm -> kernel path -> ``WeightDeviation`` of per-seed arrays,
       final evaluated kernels against initial ones.
+    train_seconds: arm -> training time of its chunks, resumed ones included.
+    resumed: arm -> the seeds of each chunk loaded from ``out_dir`` instead of trained.
     table: the markdown report.
 
   >>> LaPermResult._fields[:2]
-  ('config', 'results')
+  ('settings', 'results')
   """
 
-  config: LaPermConfig
+  settings: LaPermSettings
   results: dict[str, TrainResult]
   metrics: dict[str, dict[str, np.ndarray]]
-  report: report_lib.MetricReport
-  epoch_tests: list[stats_lib.Comparison]
+  report: metrics_lib.MetricReport
+  epoch_tests: list[stats.Comparison]
   exact_columns: dict[str, np.ndarray]
   columns_per_epoch: int
   deviation: dict[str, dict[str, Any]]
   table: str
+  train_seconds: dict[str, float]
+  resumed: dict[str, list[list[int]]]
 
 
 def _bit_patterns(x: Array) -> Array:
@@ -116,98 +122,65 @@ def exact_permutation_columns(initial: Array, evaluated: Array) -> Array:
   return jnp.sum(same, axis=-1, dtype=jnp.int32)
 
 
-def _initial_kernels(model: nn.Module, dataset: Dataset, seeds: list[int]) -> dict[str, Array]:
-  """The kernels ``train_seeds`` starts from: ``model.init(jax.random.key(s), x, train=False)``."""
-  init = jax.jit(jax.vmap(lambda key, x: model.init(key, x, train=False)["params"], in_axes=(0, None)))
-  return models_lib.kernels(init(seed_keys(seeds), jnp.asarray(dataset.x_train[:1])), seed_axis=True)
+def diagnostics(initial: Any, evaluated: Any) -> dict[str, Any]:
+  """``train_seeds``' ``epoch_records`` of LaPerm: per seed, the exact weight vectors and every kernel's deviation.
+
+  ``weight_vectors``: how many weight vectors (kernel columns) all kernels
+  have; ``exact_columns``: how many of them are bit-exact permutations of
+  their initial values (:func:`exact_permutation_columns`);
+  ``deviation/<kernel>/<field>``: the fields of ``weight_deviation`` of each
+  kernel from its initial values.
+  """
+  initial, evaluated = models_lib.kernels(initial, seed_axis=True), models_lib.kernels(evaluated, seed_axis=True)
+  seeds = len(next(iter(evaluated.values())))
+  found: dict[str, Any] = {
+    _CHECKED: np.full(seeds, sum(w.shape[-1] for w in evaluated.values()), np.int64),
+    _EXACT: sum(exact_permutation_columns(initial[n], evaluated[n]) for n in evaluated),
+  }
+  for name, w in evaluated.items():
+    deviation = jax.vmap(weight_deviation)(initial[name], w)
+    found.update({f"deviation/{name}/{field}": value for field, value in deviation._asdict().items()})
+  return found
 
 
-class _Diagnostics:
-  """The ``inspect`` callback of ``train_seeds``: permutation checks and final weight deviation."""
-
-  def __init__(self, initial: dict[str, Array], seeds: list[int], epochs: int):
-    self.initial = initial
-    self.row = {seed: i for i, seed in enumerate(seeds)}
-    self.epochs = epochs
-    self.exact = np.zeros(epochs, np.int64)
-    self.deviation: dict[str, list[Any]] = {name: [] for name in initial}
-
-  def __call__(self, chunk_seeds: list[int], epoch: int, params) -> None:
-    rows = jnp.asarray([self.row[s] for s in chunk_seeds])
-    evaluated = models_lib.kernels(params, seed_axis=True)
-    initial = {name: w[rows] for name, w in self.initial.items()}
-    self.exact[epoch] += sum(int(exact_permutation_columns(initial[n], evaluated[n]).sum()) for n in evaluated)
-    if epoch == self.epochs - 1:
-      for name, w in evaluated.items():
-        self.deviation[name].append(jax.vmap(weight_deviation)(initial[name], w))
-
-  def final_deviation(self) -> dict[str, Any]:
-    """Kernel path -> ``WeightDeviation`` of NumPy per-seed arrays, chunks concatenated."""
-    return {
-      name: jax.tree.map(lambda *xs: np.concatenate([np.asarray(x) for x in xs]), *chunks)
-      for name, chunks in self.deviation.items()
-    }
-
-
-def _mean_std(x: np.ndarray, scale: float) -> str:
-  return f"{np.mean(x) * scale:.2f} ± {np.std(x, ddof=1) * scale:.2f}"
-
-
-def epoch_table(results: dict[str, TrainResult], epoch_tests: list[stats_lib.Comparison]) -> str:
-  """Markdown: validation accuracy (%) per epoch, mean ± std per arm, paired difference and p-values."""
-  lines = [
-    "| epoch | "
-    + " | ".join(f"{arm} val. acc." for arm in ARMS)
-    + " | mean difference | paired t-test | Wilcoxon signed-rank |",
-    "|---|" + "---|" * (len(ARMS) + 3),
-  ]
-  for e, test in enumerate(epoch_tests):
-    cells = [_mean_std(results[arm].val_acc[:, e], 100.0) for arm in ARMS]
-    lines.append(
-      f"| {e + 1} | " + " | ".join(cells) + f" | {test.mean_difference * 100:+.2f} pp | "
-      f"{report_lib.format_p(test.paired_ttest)} | {report_lib.format_p(test.wilcoxon)} |"
-    )
-  return "\n".join(lines)
-
-
-def deviation_table(deviation: dict[str, dict[str, Any]]) -> str:
-  """Markdown: weight deviation of the final kernels from the initial ones, mean over seeds, per layer."""
-  headers = [f"{arm} {header}" for header in DEVIATION_COLUMNS.values() for arm in ARMS]
-  lines = ["| kernel | " + " | ".join(headers) + " |", "|---|" + "---|" * len(headers)]
-  for name in deviation[ARMS[0]]:
-    cells = [f"{np.mean(getattr(deviation[arm][name], field)):.4g}" for field in DEVIATION_COLUMNS for arm in ARMS]
-    lines.append(f"| {name} | " + " | ".join(cells) + " |")
-  return "\n".join(lines)
+def final_deviation(result: TrainResult) -> dict[str, WeightDeviation]:
+  """Kernel path -> the ``WeightDeviation`` (per-seed arrays) of the last evaluated kernels from the initial ones."""
+  fields = WeightDeviation._fields
+  names = [key[len("deviation/") : -len("/" + fields[0])] for key in result.records if key.endswith("/" + fields[0])]
+  return {name: WeightDeviation._make(result.records[f"deviation/{name}/{f}"][:, -1] for f in fields) for name in names}
 
 
 def run_laperm(
-  config: LaPermConfig = LaPermConfig(),  # noqa: B008 (a NamedTuple, immutable)
+  settings: LaPermSettings = LaPermSettings(),  # noqa: B008 (frozen)
   *,
   dataset: Dataset | None = None,
   data_dir: str | os.PathLike | None = None,
   download: bool = True,
   out_dir: str | pathlib.Path | None = None,
+  resume: bool = False,
   progress: bool = False,
 ) -> LaPermResult:
   """Trains the same init seeds with Adam and with LaPerm(Adam) and compares them (LaPerm §5.1).
 
   Args:
-    config: the run; see :class:`LaPermConfig`.
-    dataset: a ready :class:`~parewire_jax.experiments.data.Dataset`; when
-      ``None`` it is loaded with ``load_dataset(config.dataset, data_dir=...,
-      download=..., limit_train=config.limit_train)``.
+    settings: the run; see :class:`~parewire_jax.experiments.LaPermSettings`.
+    dataset: a ready :class:`~parewire_jax.experiments.Dataset`, used as
+      it is; when ``None`` it is loaded as ``settings.data`` says.
     data_dir, download: passed to ``load_dataset``.
-    out_dir: when given, receives ``results.json`` (config, per-seed curves
-      and metrics, summaries, tests, diagnostics), ``table.md`` and
-      ``curves.png`` (accuracy and loss per epoch, mean ± std over seeds);
-      in a multi-process run only process 0 writes.
-    progress: show a progress bar over the training steps of every arm.
+    out_dir: when given, receives ``results.json`` (settings, per-seed curves
+      and metrics, summaries, tests, diagnostics), ``table.md``,
+      ``curves.png`` and ``per_seed.png``, and every finished chunk of seeds
+      under ``out_dir/chunks``; in a multi-process run only process 0 writes.
+    resume: reuse the chunks a previous run with the same settings saved
+      under ``out_dir/chunks`` (their diagnostics included).
+    progress: show a progress bar over the training steps of both arms.
 
   Returns:
     A :class:`LaPermResult`.
 
-  >>> config = LaPermConfig(dataset="digits", seeds=2, epochs=1, limit_train=300, batch_size=30, sync_period=5)
-  >>> outcome = run_laperm(config)
+  >>> settings = LaPermSettings().replace(dataset="digits", seeds=2, epochs=1, limit_train=300, batch_size=30,
+  ...                                     sync_period=5)
+  >>> outcome = run_laperm(settings)
   >>> int(outcome.exact_columns["laperm_adam"][0]) == outcome.columns_per_epoch
   True
 
@@ -215,108 +188,79 @@ def run_laperm(
     RuntimeError: if a LaPerm-evaluated weight vector is not a bit-exact
       permutation of its initial values (a bug, never expected).
   """
-  config = config._replace(mlp_hidden=tuple(config.mlp_hidden))
-  check_laperm_config(config)
-  available_devices(config.devices)  # fails now, not after loading the data
-  if dataset is None:
-    check_batch_size(config.batch_size, train_size(config.dataset, config.limit_train))  # before loading the data
-    dataset = load_dataset(config.dataset, data_dir=data_dir, download=download, limit_train=config.limit_train)
-  seeds = list(range(config.first_seed, config.first_seed + config.seeds))
-  kernel_init = models_lib.kernel_initializer(config.init)
-  model = models_lib.build_model(config.model, dataset.num_classes, kernel_init, mlp_hidden=config.mlp_hidden)
-  initial = _initial_kernels(model, dataset, seeds)
-  columns_per_epoch = sum(w.shape[0] * w.shape[-1] for w in initial.values())
-  results: dict[str, TrainResult] = {}
-  diagnostics = {arm: _Diagnostics(initial, seeds, config.epochs) for arm in ARMS}
-  writes = jax.process_index() == 0  # every process has every result; one writes them
-  with progress_bar(len(ARMS), config.train_config(ARMS[0]), dataset, config.seeds, enabled=progress and writes) as bar:
-    for arm in ARMS:
-      bar.start(arm)
-      results[arm] = train_seeds(
-        model,
-        dataset,
-        seeds,
-        config.train_config(arm),
-        progress=bar.update,
-        compiled=bar.compiled,
-        evaluated=bar.evaluated,
-        inspect=diagnostics[arm],
-      )
-  exact = {arm: diagnostics[arm].exact for arm in ARMS}
+  settings = settings.replace(mlp_hidden=tuple(settings.network.mlp_hidden))
+  optimizers = {"adam": Optimizer("adam"), "laperm_adam": Optimizer("laperm_adam", sync_period=settings.sync_period)}
+
+  def arms(data: Dataset) -> list[Arm]:
+    network = settings.network
+    kernel_init = models_lib.kernel_initializer(network.init)
+    model = models_lib.build_model(
+      network.model, data.num_classes, kernel_init, mlp_hidden=network.mlp_hidden, norm=network.norm
+    )
+    return [Arm(name, model, optimizers[name]) for name in LAPERM_ARMS]
+
+  run = run_arms(
+    settings,
+    arms,
+    dataset=dataset,
+    data_dir=data_dir,
+    download=download,
+    out_dir=out_dir,
+    resume=resume,
+    progress=progress,
+    epoch_records=diagnostics,
+  )
+  outcome = _outcome(run)
+  if out_dir is not None and jax.process_index() == 0:
+    write_laperm_outputs(run, outcome, out_dir)
+  return outcome
+
+
+def _outcome(run: RunResult) -> LaPermResult:
+  """The :class:`LaPermResult` of a finished run; checks that every LaPerm-evaluated weight vector was exact."""
+  settings = run.settings
+  assert isinstance(settings, LaPermSettings)
+  results = run.results
+  exact = {arm: results[arm].records[_EXACT].sum(axis=0) for arm in LAPERM_ARMS}
+  columns_per_epoch = int(results[LAPERM_ARMS[0]].records[_CHECKED][:, 0].sum())
   if (exact["laperm_adam"] != columns_per_epoch).any():
     raise RuntimeError(
       f"LaPerm evaluated {columns_per_epoch} weight vectors per epoch but only "
       f"{exact['laperm_adam'].tolist()} were exact permutations of the initial ones."
     )
-  deviation = {arm: diagnostics[arm].final_deviation() for arm in ARMS}
-
-  metrics = {arm: report_lib.per_seed_metrics(result) for arm, result in results.items()}
-  analysis = report_lib.analyze(metrics, base=ARMS[0])
-  epoch_tests = [
-    stats_lib.compare(results[ARMS[0]].val_acc[:, e], results[ARMS[1]].val_acc[:, e]) for e in range(config.epochs)
-  ]
-  table = _markdown(config, dataset, results, analysis, epoch_tests, exact, columns_per_epoch, deviation)
-  outcome = LaPermResult(config, results, metrics, analysis, epoch_tests, exact, columns_per_epoch, deviation, table)
-  if out_dir is not None and writes:
-    write_laperm_outputs(outcome, dataset, out_dir)
-  return outcome
-
-
-def _markdown(
-  config: LaPermConfig,
-  dataset: Dataset,
-  results: dict[str, TrainResult],
-  analysis: report_lib.MetricReport,
-  epoch_tests: list[stats_lib.Comparison],
-  exact: dict[str, np.ndarray],
-  columns_per_epoch: int,
-  deviation: dict[str, dict[str, Any]],
-) -> str:
-  total = columns_per_epoch * config.epochs
-  exact_lines = "\n".join(f"- {arm}: {int(exact[arm].sum())} / {total}" for arm in ARMS)
-  return (
-    f"{dataset.name} / {config.model} {list(config.mlp_hidden) if config.model == 'mlp' else ''} / "
-    f"{config.init}: {config.seeds} seeds, {config.epochs} epoch(s), batch {config.batch_size}, "
-    f"Adam lr {config.learning_rate:g} (cosine), LaPerm sync period k = {config.sync_period}\n\n"
-    "validation accuracy (%) per epoch, mean ± std over seeds; paired by seed (laperm_adam − adam):\n\n"
-    + epoch_table(results, epoch_tests)
-    + "\n\nper-seed metrics, mean ± std (Welch t-test) and median ± MAD (Kruskal–Wallis) vs adam; "
-    "test acc. at the best validation epoch:\n\n"
-    + report_lib.markdown_table(analysis, base=ARMS[0])
-    + "\n\npaired by seed (laperm_adam − adam):\n\n"
-    + report_lib.paired_table(analysis)
-    + f"\n\nevaluated kernel weight vectors (columns) that are bit-exact permutations of their initial "
-    f"values, over {config.epochs} epoch(s) × {config.seeds} seeds × {columns_per_epoch // config.seeds} "
-    f"columns:\n\n"
-    + exact_lines
-    + "\n\nweight deviation of the final kernels from the initial ones (Δ = W − W₀), mean over seeds:\n\n"
-    + deviation_table(deviation)
+  deviation = {arm: final_deviation(results[arm]) for arm in LAPERM_ARMS}
+  reference, other = (results[arm].val_acc for arm in LAPERM_ARMS)
+  epoch_tests = [stats.compare(reference[:, e], other[:, e]) for e in range(settings.training.epochs)]
+  outcome = LaPermResult(
+    settings,
+    results,
+    run.metrics,
+    run.report,
+    epoch_tests,
+    exact,
+    columns_per_epoch,
+    deviation,
+    "",
+    run.train_seconds,
+    run.resumed,
   )
+  return outcome._replace(table=tables.laperm_table(outcome, run.dataset.name))
 
 
-def write_laperm_outputs(outcome: LaPermResult, dataset: Dataset, out_dir: str | pathlib.Path) -> None:
-  """``results.json``, ``table.md`` and ``curves.png`` of a :func:`run_laperm` outcome."""
+def write_laperm_outputs(run: RunResult, outcome: LaPermResult, out_dir: str | pathlib.Path) -> None:
+  """``results.json``, ``table.md``, ``curves.png`` and ``per_seed.png`` of a ``laperm`` run."""
   out = pathlib.Path(out_dir)
-  out.mkdir(parents=True, exist_ok=True)
-  payload: dict[str, Any] = {
-    "config": outcome.config._asdict(),
-    "dataset": report_lib.dataset_record(dataset),
-    "jax": {"version": jax.__version__, "backend": jax.default_backend()},
-    "arms": {
-      arm: {
-        "per_seed": {"seeds": result.seeds, **outcome.metrics[arm]},
-        "curves": report_lib.curves_record(result),
-        "summary": outcome.report.summaries[arm],
-        "vs_adam": outcome.report.comparisons.get(arm),
-        "exact_permutation_columns": outcome.exact_columns[arm],
-        "weight_deviation": outcome.deviation[arm],
-      }
-      for arm, result in outcome.results.items()
-    },
-    "columns_per_epoch": outcome.columns_per_epoch,
-    "epoch_val_acc_tests": outcome.epoch_tests,
+  diagnostics_of = {
+    arm: {"exact_permutation_columns": outcome.exact_columns[arm], "weight_deviation": outcome.deviation[arm]}
+    for arm in LAPERM_ARMS
   }
-  report_lib.write_json(out / "results.json", payload)
+  records.write_results(
+    out,
+    run,
+    arms=diagnostics_of,
+    columns_per_epoch=outcome.columns_per_epoch,
+    epoch_val_acc_tests=outcome.epoch_tests,
+  )
   (out / "table.md").write_text(outcome.table + "\n")
-  report_lib.plot_curves(outcome.results, out / "curves.png")
-  report_lib.plot_per_seed(outcome.metrics, out / "per_seed.png")
+  plots.plot_curves(run.results, out / "curves.png")
+  plots.plot_per_seed(run.metrics, out / "per_seed.png")

@@ -2,7 +2,7 @@
 
 Every kernel of every model is drawn by one initializer chosen by name: a base
 initializer of §4.1 (:data:`INITIALIZERS`) in one of the variants of Table 1
-(:data:`VARIANTS`). The variants are built with the core combinators, so a
+(:data:`~parewire_jax.experiments.INIT_VARIANTS`). The variants are built with the core combinators, so a
 variant's kernel for a given key is derived from the base draw for that same
 key (:func:`parewire_jax.rewired` permutes it; the random searches draw their
 candidates from it), which is the paper's "same seeds" pairing. Flax linen
@@ -33,7 +33,7 @@ from jax.typing import DTypeLike
 from parewire_jax._checks import check_choice, check_int
 from parewire_jax.experiments.data import POINTER_VOCABULARY
 from parewire_jax.experiments.lenet import LeNet
-from parewire_jax.experiments.settings import INITIALIZERS, MODELS, VARIANTS, check_norm, check_resmlp_hidden
+from parewire_jax.experiments.settings import INIT_VARIANTS, INITIALIZERS, MODELS, check_norm, check_resmlp_hidden
 from parewire_jax.initializers import max_strength_variance, min_strength_variance, rewired
 from parewire_jax.selection import selected_leaves
 
@@ -116,7 +116,7 @@ def kernel_initializer(init: str, variant: str = "base", *, num_draws: int = 100
   True
   """
   base = base_initializer(init)
-  check_choice(variant, VARIANTS, "variant")
+  check_choice(variant, INIT_VARIANTS, "variant")
   if variant == "base":
     return base
   if variant == "rewired":

@@ -7,11 +7,13 @@ cosine annealing of the paper's "simple schedule".
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax.numpy as jnp
 import optax
 
 from parewire_jax._checks import check_choice
-from parewire_jax.experiments.settings import OPTIMIZERS, TrainConfig
+from parewire_jax.experiments.settings import OPTIMIZERS, TrainSettings
 from parewire_jax.lookahead_permutation import laperm
 
 
@@ -29,25 +31,44 @@ def epoch_cosine_schedule(learning_rate: float, epochs: int, steps_per_epoch: in
   return lambda step: per_epoch(jnp.asarray(step) // steps_per_epoch)
 
 
-def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> optax.GradientTransformation:
-  """``config.optimizer`` with the epoch-wise cosine schedule of ``config.learning_rate``.
+class Optimizer(NamedTuple):
+  """The optimizer of an arm, by name, with the settings its name needs.
 
-  Args:
-    config: a :class:`~parewire_jax.experiments.settings.TrainConfig`; its
-      ``optimizer``, ``learning_rate``, ``epochs``, ``momentum`` and
-      ``sync_period`` are used.
-    steps_per_epoch: optimizer steps in one epoch.
+  Attributes:
+    name: one of :data:`~parewire_jax.experiments.OPTIMIZERS`:
+      ``"sgd"`` (§4.1, ``optax.sgd`` with ``momentum``), ``"adam"``
+      (``optax.adam``, default betas) or ``"laperm_adam"``
+      (``laperm(optax.adam(schedule), sync_period)``: every kernel is
+      permuted, biases and norms follow Adam).
+    momentum: SGD's momentum (PyTorch's heavy ball, as ``optax.sgd``).
+    sync_period: LaPerm's sync period ``k`` in steps (LaPerm §4).
 
-  >>> from parewire_jax.experiments.settings import TrainConfig
+  >>> Optimizer("laperm_adam", sync_period=5).evaluates_projection
+  True
+  """
+
+  name: str = "sgd"
+  momentum: float = 0.9
+  sync_period: int = 20
+
+  @property
+  def evaluates_projection(self) -> bool:
+    """Whether the evaluated network is LaPerm's synchronised one (``laperm_project``) rather than the weights."""
+    return self.name == "laperm_adam"
+
+
+def make_optimizer(optimizer: Optimizer, training: TrainSettings, steps_per_epoch: int) -> optax.GradientTransformation:
+  """``optimizer`` with the epoch-wise cosine schedule of ``training.learning_rate`` over ``training.epochs``.
+
   >>> import jax.numpy as jnp
-  >>> tx = make_optimizer(TrainConfig(optimizer="laperm_adam", sync_period=5), 10)
+  >>> tx = make_optimizer(Optimizer("laperm_adam", sync_period=5), TrainSettings(), 10)
   >>> type(tx.init({"w": jnp.eye(2)})).__name__
   'LaPermState'
   """
-  check_choice(config.optimizer, OPTIMIZERS, "optimizer")
-  schedule = epoch_cosine_schedule(config.learning_rate, config.epochs, steps_per_epoch)
-  if config.optimizer == "sgd":
-    return optax.sgd(schedule, momentum=config.momentum)
-  if config.optimizer == "adam":
+  check_choice(optimizer.name, OPTIMIZERS, "optimizer")
+  schedule = epoch_cosine_schedule(training.learning_rate, training.epochs, steps_per_epoch)
+  if optimizer.name == "sgd":
+    return optax.sgd(schedule, momentum=optimizer.momentum)
+  if optimizer.name == "adam":
     return optax.adam(schedule)
-  return laperm(optax.adam(schedule), config.sync_period)
+  return laperm(optax.adam(schedule), optimizer.sync_period)

@@ -1,56 +1,109 @@
-"""The progress bar of the experiment runs: training steps completed, with an honest rate.
+"""Progress of the experiment runs: what the trainer reports, how much work a run is, and the bar that shows it.
 
-:func:`~parewire_jax.experiments.train.train_seeds` reports steps only once
-they have completed (JAX dispatches work asynchronously, so a bar advanced on
-dispatch runs ahead of the work and then stalls), says when a chunk's
-compilation is over, and when an epoch's evaluation has completed. The bar
-leaves compilation and initialization out of its rate and counts each
-evaluation as the training steps of about the same work
-(``parewire_jax.experiments.train.evaluation_work``), so its ETA is the
-training and evaluation still to do.
+:func:`~parewire_jax.experiments.train_seeds` reports to an
+:class:`Observer`: steps only once they have completed (JAX dispatches work
+asynchronously, so a bar advanced on dispatch runs ahead of the work and then
+stalls), when a chunk's compilation is over, and when an epoch's evaluation
+has completed. :class:`TrainingProgress` leaves compilation and
+initialization out of its rate and counts each evaluation as the training
+steps of about the same work (:func:`evaluation_work`), so its ETA is the
+training and evaluation still to do. All the arithmetic of how much work a
+run is lives here (``run_work``).
 """
 
 from __future__ import annotations
 
 from types import TracebackType
+from typing import Protocol, runtime_checkable
+
+
+@runtime_checkable
+class Observer(Protocol):
+  """What :func:`~parewire_jax.experiments.train_seeds` tells about its progress.
+
+  >>> isinstance(TrainingProgress(1, enabled=False), Observer)  # an Observer by its methods
+  True
+  """
+
+  def compiled(self) -> None:
+    """A chunk's step functions are compiled and its models initialized; its first step comes next."""
+
+  def trained(self, steps: int) -> None:
+    """``steps`` more training steps have completed (or were loaded with a saved chunk)."""
+
+  def evaluated(self) -> None:
+    """An epoch's evaluation (validation and test) has completed (or was loaded)."""
+
+
+class _Silent:
+  def compiled(self) -> None:
+    pass
+
+  def trained(self, steps: int) -> None:
+    pass
+
+  def evaluated(self) -> None:
+    pass
+
+
+SILENT: Observer = _Silent()
+
+
+def evaluation_work(batch_size: int, num_evaluated: int) -> int:
+  """One epoch's evaluation of ``num_evaluated`` examples in training steps of about the same time, at least 1.
+
+  An evaluated image weighs 3/4 of a trained one: ``n`` images are
+  ``3n / (4 · batch_size)`` steps. By FLOPs a forward pass is a third of a
+  training step, but on XLA:CPU the default ``compare`` run (LeNet, 30 seeds,
+  4000 evaluated images) measured 0.72–0.82 of a training step's time per
+  image, and a third made the bar's ETA 20–30 % short (``benchmarks/RESULTS.md``).
+
+  >>> evaluation_work(128, 720)  # the digits' 360 validation and 360 test images
+  4
+  """
+  return max(1, round(3 * num_evaluated / (4 * batch_size)))
+
+
+def run_work(
+  *, num_seeds: int, seeds_per_chunk: int | None, epochs: int, steps_per_epoch: int, evaluation_work: int
+) -> int:
+  """The bar's count for training ``num_seeds`` seeds once: every chunk's steps and its evaluations' work.
+
+  >>> run_work(num_seeds=5, seeds_per_chunk=2, epochs=2, steps_per_epoch=10, evaluation_work=3)  # 3 chunks
+  78
+  """
+  chunks = -(-num_seeds // (seeds_per_chunk or num_seeds))
+  return chunks * epochs * (steps_per_epoch + evaluation_work)
 
 
 class TrainingProgress:
-  """A tqdm bar over the training steps and evaluations of several runs (variants, arms).
+  """A tqdm bar over the training steps and evaluations of several runs (arms, cells): an :class:`Observer`.
 
-  ``total_steps`` training steps and ``evaluations`` evaluations of
-  ``evaluation_work`` steps' worth each. Use ``start(name)`` before each
-  run's ``train_seeds`` and pass ``update``, ``compiled`` and ``evaluated``
-  as its ``progress``, ``compiled`` and ``evaluated`` callbacks; or pass the
-  bar to ``run_compare(progress=...)``, which does so for its variants.
+  ``total`` is the work of all runs (``run_work``). Call ``start(name,
+  evaluation_work)`` before each run's ``train_seeds`` and pass the bar as
+  its ``observer``; or pass the bar to ``run_compare(progress=...)``, which
+  does so for its variants.
 
   >>> with TrainingProgress(10, enabled=False) as bar:
-  ...   bar.start("base")
-  ...   bar.update(4)
+  ...   bar.start("base", evaluation_work=1)
+  ...   bar.trained(4)
   >>> bar.count
   4
   """
 
-  def __init__(self, total_steps: int, *, evaluations: int = 0, evaluation_work: int = 0, enabled: bool = True):
+  def __init__(self, total: int, *, enabled: bool = True):
     from tqdm.auto import tqdm
 
-    self._evaluation_work = evaluation_work
-    total = total_steps + evaluations * evaluation_work
     self._bar = tqdm(total=total, disable=not enabled, unit="step", dynamic_ncols=True)
     self._name = ""
     self._count = 0
+    self._evaluation_work = 0
     self.prefix = ""  # shown before every run's name, e.g. the atlas cell the runs belong to
 
-  def start(self, name: str, *, evaluation_work: int | None = None) -> None:
-    """A new run: shown as compiling until :meth:`compiled`.
-
-    ``evaluation_work`` replaces the steps' worth of each evaluation from now
-    on, for a bar over runs on different data (the cells of an atlas, whose
-    total counts each run's evaluations at their own work).
-    """
+  def start(self, name: str, *, evaluation_work: int) -> None:
+    """A new run, whose evaluations weigh ``evaluation_work`` steps each: shown as compiling until :meth:`compiled`."""
     self._name = self.prefix + name
-    if evaluation_work is not None:
-      self._evaluation_work = evaluation_work
+    self._evaluation_work = evaluation_work
     self._bar.set_description(f"{self._name} (compiling)")
 
   def compiled(self) -> None:
@@ -58,17 +111,17 @@ class TrainingProgress:
     self._bar.set_description(self._name)
     self._bar.unpause()
 
-  def evaluated(self) -> None:
-    """An epoch's evaluation has completed: ``evaluation_work`` steps' worth of work."""
-    self.update(self._evaluation_work)
-
-  def update(self, steps: int) -> None:
+  def trained(self, steps: int) -> None:
     self._count += steps
     self._bar.update(steps)
 
+  def evaluated(self) -> None:
+    """An epoch's evaluation has completed: ``evaluation_work`` steps' worth of work."""
+    self.trained(self._evaluation_work)
+
   @property
   def count(self) -> int:
-    """Steps reported so far."""
+    """Steps' worth of work reported so far."""
     return self._count
 
   def __enter__(self) -> TrainingProgress:

@@ -114,7 +114,7 @@ def step_count_mask(opt_state_shapes: Any) -> Any:
   """``True`` at the integer scalars of one seed's optimizer state: step counts.
 
   optax's and LaPerm's ``count`` fields are the only integer scalars of the
-  states of :data:`~parewire_jax.experiments.optimizers.OPTIMIZERS`. Every
+  states of :data:`~parewire_jax.experiments.OPTIMIZERS`. Every
   seed takes the same steps, so they are equal across seeds and are kept out
   of the ``vmap`` over seeds: a ``lax.cond`` on a batched predicate computes
   both branches at every step, which would run LaPerm's synchronisation (a

@@ -1,19 +1,39 @@
-"""The settings of every experiment, their names and their checks, without importing JAX.
+"""The settings of every experiment: records composed from parts, each setting defined once, without JAX.
 
-Everything a run is defined by lives here: the names of the datasets, models,
-initializers, variants and optimizers, the configuration records
-(:class:`TrainConfig`, :class:`CompareConfig`, :class:`LaPermConfig`) and the
-checks that refuse impossible settings. The module imports only the Python
-standard library and :mod:`parewire_jax._checks`, so the command line parses
-and validates its arguments, and refuses bad ones, before it spends seconds
-importing JAX, Flax and the data.
+An experiment's record (:class:`CompareSettings`, :class:`LaPermSettings`,
+:class:`StrengthSettings`, :class:`AtlasSettings`) is a frozen dataclass
+whose fields are *parts* — :class:`DataSettings`, :class:`NetworkSettings`,
+:class:`TrainSettings`, :class:`SeedSettings`, :class:`DeviceSettings` — and
+the settings of its own. Each setting is one :func:`setting` field: its
+default, its help and, where the name alone does not say, its command-line
+flag, its parser and whether it decides a run's numbers. Everything else is
+derived from those definitions:
+
+* the command line's options, their help and defaults (:func:`add_arguments`,
+  :func:`from_arguments`);
+* the part of a record that decides the numbers of a trained chunk of seeds
+  (:meth:`Settings.fingerprint`, the key of resumable work);
+* ``results.json``'s ``"config"`` (:meth:`Settings.asdict`).
+
+So adding a setting is adding one field to the part that owns it, and using
+it where it matters. :meth:`Settings.replace` takes any setting by its name,
+whichever part holds it (names are unique within an experiment)::
+
+  CompareSettings().replace(dataset="digits", model="mlp", seeds=4, epochs=2)
+
+Each part checks itself (``check``), and each experiment checks what
+involves several parts; the command line runs those checks before it
+imports JAX, so a bad call is refused in a fraction of a second. The module
+imports only the Python standard library and :mod:`parewire_jax._checks`.
 """
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import math
-from collections.abc import Sequence
-from typing import NamedTuple
+from collections.abc import Iterator, Sequence
+from typing import Any, Self, TypeVar
 
 from parewire_jax._checks import check_choice, check_int
 
@@ -30,7 +50,7 @@ TRAIN_SIZES = {"digits": 1077, "mnist": 50_000, "fashion_mnist": 50_000, "cifar1
 
 MODELS = ("mlp", "lenet", "resnet18", "resmlp", "transformer")
 SEQUENCE_MODELS = ("transformer",)
-# Optional normalisation layers (CompareConfig.norm). "none" is each model as defined: resnet18's BatchNorm and
+# Optional normalisation layers (NetworkSettings.norm). "none" is each model as defined: resnet18's BatchNorm and
 # the transformer's pre-LayerNorm are part of their architecture, not options.
 NORMS = ("none", "batch", "layer")
 MODEL_NORMS = {
@@ -41,73 +61,153 @@ MODEL_NORMS = {
   "transformer": ("none",),
 }
 INITIALIZERS = ("kaiming_normal", "kaiming_uniform", "truncated_normal", "orthogonal")
-VARIANTS = ("base", "rewired", "min_sv", "max_sv")
+# The kernel initializer variants (Table 1): the base draw, rewired, and the random searches for the smallest
+# and largest strength variance.
+INIT_VARIANTS = ("base", "rewired", "min_sv", "max_sv")
 OPTIMIZERS = ("sgd", "adam", "laperm_adam")
-
-# The optimizers compare trains every variant with (CompareConfig.optimizer); LaPerm has its own command.
+# The optimizers compare trains every variant with (CompareSettings.optimizer); LaPerm has its own command.
 COMPARE_OPTIMIZERS = ("sgd", "adam")
-
 # LaPerm demonstration's two arms, in table order; the first is the reference of the tests.
-ARMS = ("adam", "laperm_adam")
+LAPERM_ARMS = ("adam", "laperm_adam")
+
+ATLAS_GRIDS = ("default", "paper", "smoke")
 
 
-class TrainConfig(NamedTuple):
-  """Training hyper-parameters; the defaults are §4.1's simple schedule.
+def setting(
+  default: Any,
+  help: str,  # noqa: A002 (argparse's word)
+  *,
+  flag: str | None = None,
+  parse: Any = None,
+  choices: Sequence[Any] | None = None,
+  metavar: str | None = None,
+  none_means: str | None = None,
+  fingerprint: bool = True,
+) -> Any:
+  """One setting: a dataclass field whose metadata makes its command-line option.
 
-  Attributes:
-    epochs: planned epochs; the cosine schedule reaches 0 after the last one.
-    batch_size: training batch size; the last incomplete batch of every
-      (shuffled) epoch is dropped so all batches have one shape.
-    learning_rate: initial learning rate of the cosine schedule.
-    momentum: SGD momentum (PyTorch's heavy ball, as ``optax.sgd``); unused
-      by the Adam optimizers.
-    data_seed: seed of the shuffling, shared by all init seeds.
-    seeds_per_chunk: seeds trained at once (``None``: all of them); bounds
-      memory, each chunk is a separate training run on the host.
-    seeds_per_vmap: within a chunk, seeds vectorized together by ``vmap``
-      (``None``: the whole chunk); smaller groups run one after the other
-      (``lax.map(..., batch_size=seeds_per_vmap)``). Results do not depend on
-      it beyond float rounding.
-    eval_batch_size: batch size of the evaluations.
-    track_gradients: record the mean ``|gradient|`` of every kernel per epoch
-      (Fig. 5).
-    optimizer: one of :data:`OPTIMIZERS`: ``"sgd"`` (§4.1), ``"adam"``
-      (``optax.adam``, default betas), or ``"laperm_adam"``
-      (``laperm(optax.adam(schedule), sync_period)``: every kernel is
-      permuted, biases and norms follow Adam). All use the cosine schedule.
-    sync_period: LaPerm's sync period ``k`` in steps (LaPerm §4); used only by
-      ``"laperm_adam"``.
-    segments_per_epoch: an epoch runs as this many equal scans of training
-      steps (the largest divisor of the steps per epoch not above it): the
-      training curve gets one point per segment, and progress is reported
-      after each. Results do not depend on it.
-    devices: the number of devices (of ``jax.devices()``, every process's)
-      every chunk's seeds are sharded over, ``None``: all of them. Each
-      device trains its own share of the chunk, vectorized as ``seeds_per_vmap``
-      says, with no traffic between devices. A seed's results are the same
-      bits on any number of devices when each device vectorizes the same
-      groups as one device would: ``seeds_per_vmap`` set and dividing
-      ``seeds_per_chunk / devices``. Otherwise a device vectorizes fewer seeds
-      at once than one device, which XLA rounds differently, so results agree
-      to float rounding, like ``seeds_per_vmap``.
+  >>> import dataclasses
+  >>> @dataclasses.dataclass(frozen=True)
+  ... class Warmup(Settings):
+  ...   warmup_epochs: int = setting(0, "epochs of linear warm-up")
+  >>> Warmup().replace(warmup_epochs=2).fingerprint()
+  {'warmup_epochs': 2}
 
-  >>> TrainConfig(epochs=3).batch_size
-  128
+  Args:
+    default: the value when not given.
+    help: what it is, for ``--help`` (the default is appended).
+    flag: the option (default ``--`` and the name with ``-`` for ``_``).
+    parse: the argparse ``type`` (default: from the default's type; needed
+      when the default is ``None``).
+    choices: the allowed values.
+    metavar: the value's name in ``--help``.
+    none_means: what a ``None`` value means, for ``--help``.
+    fingerprint: whether the setting decides the numbers of a trained chunk
+      of seeds (see :meth:`Settings.fingerprint`); how seeds are chunked,
+      vectorized or spread over devices does not (to float rounding).
+  """
+  metadata = {
+    "help": help,
+    "flag": flag,
+    "parse": parse,
+    "choices": choices,
+    "metavar": metavar,
+    "none_means": none_means,
+    "fingerprint": fingerprint,
+  }
+  return dataclasses.field(default=default, metadata=metadata)
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+  """A frozen record of settings; a field holding a ``Settings`` is a part.
+
+  >>> [name for name, _ in CompareSettings().parts()]
+  ['data', 'network', 'training', 'seeding', 'hardware']
   """
 
-  epochs: int = 100
-  batch_size: int = 128
-  learning_rate: float = 0.01
-  momentum: float = 0.9
-  data_seed: int = 0
-  seeds_per_chunk: int | None = None
-  seeds_per_vmap: int | None = None
-  eval_batch_size: int = 1000
-  track_gradients: bool = False
-  optimizer: str = "sgd"
-  sync_period: int = 20
-  segments_per_epoch: int = 10
-  devices: int | None = None
+  def parts(self) -> Iterator[tuple[str, Settings]]:
+    """The parts, as ``(field name, part)``."""
+    for field in dataclasses.fields(self):
+      value = getattr(self, field.name)
+      if isinstance(value, Settings):
+        yield field.name, value
+
+  def leaves(self) -> Iterator[tuple[dataclasses.Field, Any]]:
+    """Every setting of the record and its parts, in definition order, as ``(field, value)``."""
+    for field in dataclasses.fields(self):
+      value = getattr(self, field.name)
+      if isinstance(value, Settings):
+        yield from value.leaves()
+      else:
+        yield field, value
+
+  def replace(self, **changes: Any) -> Self:
+    """A copy with ``changes``, each naming a setting of the record or of any of its parts (or a whole part).
+
+    >>> CompareSettings().replace(seeds=4, model="mlp").network.model
+    'mlp'
+    >>> CompareSettings().replace(sedes=4)
+    Traceback (most recent call last):
+    ...
+    ValueError: CompareSettings has no setting 'sedes'; its settings are dataset, limit_train, ...
+    """
+    own = {name: value for name, value in changes.items() if name in self._field_names()}
+    rest = {name: value for name, value in changes.items() if name not in own}
+    for part_name, part in self.parts():
+      mine = {name: rest.pop(name) for name in list(rest) if name in part._leaf_names()}
+      if mine and part_name not in own:
+        own[part_name] = part.replace(**mine)
+    if rest:
+      names = ", ".join(field.name for field, _ in self.leaves())
+      unknown = ", ".join(map(repr, rest))
+      raise ValueError(f"{type(self).__name__} has no setting {unknown}; its settings are {names}.")
+    return dataclasses.replace(self, **own)
+
+  def asdict(self) -> dict[str, Any]:
+    """Every setting as nested JSON-ready values (tuples as lists), as ``results.json`` records them."""
+    return {
+      field.name: value.asdict() if isinstance(value, Settings) else _plain(value)
+      for field in dataclasses.fields(self)
+      for value in [getattr(self, field.name)]
+    }
+
+  def fingerprint(self) -> dict[str, Any]:
+    """The settings that decide a trained chunk's numbers (``setting(fingerprint=True)``), nested like :meth:`asdict`.
+
+    >>> sorted(CompareSettings().fingerprint())
+    ['data', 'momentum', 'network', 'num_draws', 'optimizer', 'training']
+    """
+    kept: dict[str, Any] = {}
+    for field in dataclasses.fields(self):
+      value = getattr(self, field.name)
+      if isinstance(value, Settings):
+        if part := value.fingerprint():
+          kept[field.name] = part
+      elif field.metadata.get("fingerprint", True):
+        kept[field.name] = _plain(value)
+    return kept
+
+  @classmethod
+  def _field_names(cls) -> set[str]:
+    return {field.name for field in dataclasses.fields(cls)}
+
+  def _leaf_names(self) -> set[str]:
+    return {field.name for field, _ in self.leaves()}
+
+
+def _plain(value: Any) -> Any:
+  return list(value) if isinstance(value, tuple) else value
+
+
+def count_or_all(text: str) -> int | None:
+  """A ``--limit-*`` value: a count, or ``all`` (``None``: no limit)."""
+  if text == "all":
+    return None
+  try:
+    return int(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"expected a count or 'all', got {text!r}") from None
 
 
 def check_batch_size(batch_size: int, num_train: int) -> None:
@@ -119,23 +219,334 @@ def check_batch_size(batch_size: int, num_train: int) -> None:
     )
 
 
-def check_train_config(config: TrainConfig, num_train: int | None = None) -> None:
-  """Raises ValueError for settings that cannot be trained (on ``num_train`` examples, when given)."""
-  check_int(config.epochs, "epochs")
-  check_int(config.batch_size, "batch_size")
-  check_int(config.eval_batch_size, "eval_batch_size")
-  check_int(config.seeds_per_chunk, "seeds_per_chunk", allow_none=True)
-  check_int(config.seeds_per_vmap, "seeds_per_vmap", allow_none=True)
-  if not (config.learning_rate > 0 and math.isfinite(config.learning_rate)):
-    raise ValueError(f"learning_rate must be a finite number > 0, got {config.learning_rate!r}.")
-  if not 0 <= config.momentum < 1:
-    raise ValueError(f"momentum must be in [0, 1), got {config.momentum!r}.")
-  check_choice(config.optimizer, OPTIMIZERS, "optimizer")
-  check_int(config.sync_period, "sync_period")
-  check_int(config.segments_per_epoch, "segments_per_epoch")
-  check_int(config.devices, "devices", allow_none=True)
-  if num_train is not None:
-    check_batch_size(config.batch_size, num_train)
+def train_size(dataset: str, limit_train: int | None) -> int:
+  """Training examples of ``dataset`` after the validation split, at most ``limit_train``."""
+  full = TRAIN_SIZES[check_choice(dataset, DATASETS, "dataset")]
+  return full if limit_train is None else min(full, limit_train)
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSettings(Settings):
+  """What a run trains and evaluates on (the defaults: ``compare``'s CPU demonstration on MNIST).
+
+  >>> DataSettings(dataset="digits", limit_train=None).num_train
+  1077
+  """
+
+  dataset: str = setting("mnist", "training data", choices=DATASETS)
+  limit_train: int | None = setting(
+    5000,
+    "train on the first N training examples only, or all of them",
+    parse=count_or_all,
+    metavar="N",
+    none_means="all",
+  )
+  limit_eval: int | None = setting(
+    2000,
+    "evaluate on the first N validation and N test examples only, or all of them",
+    parse=count_or_all,
+    metavar="N",
+    none_means="all",
+  )
+  standardize: bool = setting(
+    True,
+    "standardize images per channel with the mean and std of the whole training split; token sequences "
+    "(--dataset pointer) are never standardized",
+  )
+  data_seed: int = setting(0, "seed of the data order, shared by all models")
+
+  def check(self) -> None:
+    check_choice(self.dataset, DATASETS, "dataset")
+    check_int(self.limit_train, "limit_train", allow_none=True)
+    check_int(self.limit_eval, "limit_eval", allow_none=True)
+    if not isinstance(self.standardize, bool):
+      raise ValueError(f"standardize must be a bool, got {self.standardize!r}.")
+    check_int(self.data_seed, "data_seed", minimum=0)
+
+  @property
+  def num_train(self) -> int:
+    """The training examples a run sees (``train_size``)."""
+    return train_size(self.dataset, self.limit_train)
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkSettings(Settings):
+  """The network and the base initializer of its kernels.
+
+  >>> NetworkSettings(model="resmlp", mlp_hidden=(64, 32)).check("mnist")
+  Traceback (most recent call last):
+  ...
+  ValueError: resmlp needs mlp_hidden of one width repeated once per residual block, e.g. (64, 64, 64); got (64, 32).
+  """
+
+  model: str = setting("lenet", "network to train", choices=MODELS)
+  init: str = setting("kaiming_normal", "base initializer of every kernel", choices=INITIALIZERS)
+  mlp_hidden: tuple[int, ...] = setting(
+    (256, 256), "hidden widths of --model mlp; for --model resmlp one width per residual block"
+  )
+  norm: str = setting(
+    "none", "normalisation layers: batch or layer for --model lenet, layer for --model resmlp", choices=NORMS
+  )
+
+  def check(self, dataset: str) -> None:
+    """Raises ValueError unless the model exists, takes ``dataset``'s inputs and has ``norm``."""
+    check_choice(self.init, INITIALIZERS, "init")
+    check_model_data(self.model, dataset)
+    if self.model == "resmlp":
+      check_resmlp_hidden(self.mlp_hidden)
+    else:
+      check_mlp_hidden(self.mlp_hidden)
+    check_norm(self.norm, self.model)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSettings(Settings):
+  """How long and how every arm trains; the optimizer is the arm's (see each experiment).
+
+  >>> TrainSettings(epochs=0).check()
+  Traceback (most recent call last):
+  ...
+  ValueError: epochs must be an int >= 1, got 0.
+  """
+
+  epochs: int = setting(1, "epochs trained, each followed by an evaluation")
+  batch_size: int = setting(
+    128, "training batch; the last incomplete batch of every shuffled epoch is dropped, so all have one shape"
+  )
+  learning_rate: float = setting(0.01, "initial learning rate of the epoch-wise cosine schedule", flag="--lr")
+  eval_batch_size: int = setting(1000, "batch of the evaluations")
+  segments_per_epoch: int = setting(
+    10,
+    "run each epoch as this many scans of training steps (the largest divisor of its steps not above it): one "
+    "training-curve point and one progress update each",
+    fingerprint=False,
+  )
+  track_gradients: bool = setting(
+    False, "record the mean |gradient| of every kernel per epoch (Fig. 5)", flag="--gradients"
+  )
+
+  def check(self, num_train: int | None = None) -> None:
+    """Raises ValueError for settings that cannot be trained (on ``num_train`` examples, when given)."""
+    check_int(self.epochs, "epochs")
+    check_int(self.batch_size, "batch_size")
+    check_int(self.eval_batch_size, "eval_batch_size")
+    if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
+      raise ValueError(f"learning_rate must be a finite number > 0, got {self.learning_rate!r}.")
+    check_int(self.segments_per_epoch, "segments_per_epoch")
+    if not isinstance(self.track_gradients, bool):
+      raise ValueError(f"track_gradients must be a bool, got {self.track_gradients!r}.")
+    if num_train is not None:
+      check_batch_size(self.batch_size, num_train)
+
+
+@dataclasses.dataclass(frozen=True)
+class SeedSettings(Settings):
+  """Which init seeds, and how many are trained at once (results do not depend on the grouping).
+
+  >>> SeedSettings(seeds=3, first_seed=10).range
+  [10, 11, 12]
+  """
+
+  seeds: int = setting(30, "init seeds of every arm (variant or optimizer)", fingerprint=False)
+  first_seed: int = setting(0, "the first init seed; the others follow it", fingerprint=False)
+  seeds_per_chunk: int | None = setting(
+    None,
+    "train N seeds at once, the next N after them (bounds memory; every finished chunk is saved for --resume)",
+    parse=int,
+    metavar="N",
+    none_means="all at once",
+    fingerprint=False,
+  )
+  seeds_per_vmap: int | None = setting(
+    None,
+    "within a chunk, vectorize N seeds together, the next N after them (bounds memory)",
+    parse=int,
+    metavar="N",
+    none_means="the whole chunk",
+    fingerprint=False,
+  )
+
+  def check(self, *, minimum: int = 1, why: str = "") -> None:
+    try:
+      check_int(self.seeds, "seeds", minimum=minimum)
+    except ValueError as error:
+      raise ValueError(f"{error} {why}".strip()) from None
+    check_int(self.first_seed, "first_seed", minimum=0)
+    check_int(self.seeds_per_chunk, "seeds_per_chunk", allow_none=True)
+    check_int(self.seeds_per_vmap, "seeds_per_vmap", allow_none=True)
+
+  @property
+  def range(self) -> list[int]:
+    """The init seeds, ``first_seed`` on."""
+    return list(range(self.first_seed, self.first_seed + self.seeds))
+
+
+@dataclasses.dataclass(frozen=True)
+class DeviceSettings(Settings):
+  """The devices every chunk's seeds are sharded over; each trains its own seeds, nothing crosses devices.
+
+  A seed's results are the same bits on any number of devices when each
+  device vectorizes the same groups as one device would (``seeds_per_vmap``
+  set and dividing ``seeds_per_chunk / devices``); otherwise they agree to
+  float rounding.
+
+  >>> DeviceSettings(devices=0).check()
+  Traceback (most recent call last):
+  ...
+  ValueError: devices must be None or an int >= 1, got 0.
+  """
+
+  devices: int | None = setting(
+    None,
+    "shard every chunk's seeds over the first N devices of jax.devices(), each training its own seeds",
+    parse=int,
+    metavar="N",
+    none_means="all devices, of every process with --distributed",
+    fingerprint=False,
+  )
+
+  def check(self) -> None:
+    check_int(self.devices, "devices", allow_none=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class CompareSettings(Settings):
+  """Everything that defines a ``compare`` run (recorded in its ``results.json``).
+
+  The defaults are the CPU demonstration of ``python -m parewire_jax
+  compare``: §4.2's LeNet on standardized MNIST, base vs rewired, 30 seeds,
+  one epoch on the first 5000 training images, evaluated on 2000 validation
+  and 2000 test images (about 2.5 minutes on 2 CPU cores; the README's "Why
+  this default" gives the search behind it). The paper's Table 1 setting is
+  ``seeds=100, epochs=100, limit_train=None, limit_eval=None`` and the four
+  variants. ``standardize`` applies to images only. The transformer trains
+  well with ``optimizer="adam"`` and ``learning_rate=1e-3``.
+
+  >>> CompareSettings().replace(seeds=4).training.epochs
+  1
+  """
+
+  data: DataSettings = DataSettings()
+  network: NetworkSettings = NetworkSettings()
+  training: TrainSettings = TrainSettings()
+  seeding: SeedSettings = SeedSettings()
+  hardware: DeviceSettings = DeviceSettings()
+  variants: tuple[str, ...] = setting(
+    ("base", "rewired"), "initializer variants to train, base among them", choices=INIT_VARIANTS, fingerprint=False
+  )
+  num_draws: int = setting(100, "candidates of the min_sv/max_sv searches")
+  optimizer: str = setting(
+    "sgd", "optimizer of every variant, with the cosine schedule of --lr", choices=COMPARE_OPTIMIZERS
+  )
+  momentum: float = setting(0.9, "SGD momentum (PyTorch's heavy ball, as optax.sgd)")
+  equal_var: bool = setting(False, "Student's instead of Welch's t-test", flag="--student", fingerprint=False)
+
+  def check(self) -> None:
+    """Raises ValueError naming the first impossible setting, before any data is loaded."""
+    self.data.check()
+    self.network.check(self.data.dataset)
+    self.seeding.check(minimum=2, why="The statistical tests need two samples.")
+    self.hardware.check()
+    variants = tuple(self.variants)
+    unknown = [v for v in variants if v not in INIT_VARIANTS]
+    if unknown:
+      raise ValueError(f"variants must be among {', '.join(INIT_VARIANTS)}; got {', '.join(map(repr, unknown))}.")
+    if "base" not in variants or len(variants) < 2 or len(set(variants)) != len(variants):
+      raise ValueError(f"variants must be distinct and include 'base' and at least one other; got {list(variants)}.")
+    check_int(self.num_draws, "num_draws")
+    check_choice(self.optimizer, COMPARE_OPTIMIZERS, "optimizer")
+    if not 0 <= self.momentum < 1:
+      raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}.")
+    self.training.check(self.data.num_train)
+
+
+@dataclasses.dataclass(frozen=True)
+class LaPermSettings(Settings):
+  """Everything that defines a ``laperm`` run (recorded in its ``results.json``).
+
+  The defaults follow the LaPerm paper where it applies: the fully connected
+  MNIST network of its §3 and Appendix A.4 (2 hidden layers of 100 ReLU
+  units, He-uniform initial weights ``U_H``, mini-batches of 50, Adam with
+  learning rate 1e-3), and §5.1's sync period ``k = 20`` for MNIST, which also
+  divides the 1000 steps of an epoch of the 50 000 training images, so every
+  evaluation comes right after a synchronisation, as in the paper (Appendix
+  A.5). Unlike the paper (45 epochs, learning rate × 0.95 per epoch, data
+  augmentation) the run is a few epochs with the cosine schedule of the
+  trainer, shared by both arms.
+
+  >>> LaPermSettings().sync_period
+  20
+  """
+
+  data: DataSettings = DataSettings(limit_train=None, limit_eval=None, standardize=False)
+  network: NetworkSettings = NetworkSettings(model="mlp", init="kaiming_uniform", mlp_hidden=(100, 100))
+  training: TrainSettings = TrainSettings(epochs=6, batch_size=50, learning_rate=1e-3)
+  seeding: SeedSettings = SeedSettings(seeds=5)
+  hardware: DeviceSettings = DeviceSettings()
+  sync_period: int = setting(20, "LaPerm's sync period k in steps (LaPerm §4)")
+
+  def check(self) -> None:
+    """Raises ValueError naming the first impossible setting, before any data is loaded."""
+    self.data.check()
+    self.network.check(self.data.dataset)
+    self.seeding.check(minimum=2, why="The paired tests need two samples.")
+    self.hardware.check()
+    check_int(self.sync_period, "sync_period")
+    self.training.check(self.data.num_train)
+
+
+@dataclasses.dataclass(frozen=True)
+class StrengthSettings(Settings):
+  """A ``strength`` run: strength statistics of one kernel shape per variant (§3.2, Fig. 1b–c).
+
+  >>> StrengthSettings(shape=(8,)).check()
+  Traceback (most recent call last):
+  ...
+  ValueError: shape must have at least 2 positive int dimensions (…, n_out), got (8,).
+  """
+
+  init: str = setting("kaiming_normal", "base initializer of the kernel", choices=INITIALIZERS)
+  shape: tuple[int, ...] = setting((1024, 1024), "kernel shape; the last axis holds the outputs")
+  seeds: int = setting(10, "kernels drawn per variant")
+  variants: tuple[str, ...] = setting(("base", "rewired"), "initializer variants to compare", choices=INIT_VARIANTS)
+  num_draws: int = setting(100, "candidates of the min_sv/max_sv searches")
+
+  def check(self) -> None:
+    check_choice(self.init, INITIALIZERS, "init")
+    if len(self.shape) < 2:
+      raise ValueError(f"shape must have at least 2 positive int dimensions (…, n_out), got {tuple(self.shape)}.")
+    for i, d in enumerate(self.shape):
+      check_int(d, f"shape[{i}]")
+    check_int(self.seeds, "seeds")
+    for v in self.variants:
+      check_choice(v, INIT_VARIANTS, "variant")
+    check_int(self.num_draws, "num_draws")
+
+
+@dataclasses.dataclass(frozen=True)
+class AtlasSettings(Settings):
+  """An ``atlas`` run: which grid, which of its cells, how many seeds, which devices.
+
+  >>> AtlasSettings(grid="smoke", seeds=2).check()
+  Traceback (most recent call last):
+  ...
+  ValueError: seeds must be an int >= 3, got 2.
+  """
+
+  grid: str = setting("default", "the grid of cells", choices=ATLAS_GRIDS)
+  seeds: int | None = setting(
+    None, "init seeds per cell, at least 3", parse=int, none_means="the grid's, 20 for 'default'"
+  )
+  cells: tuple[str, ...] | None = setting(
+    None, "run only these cells of the grid", parse=str, metavar="NAME", none_means="all"
+  )
+  hardware: DeviceSettings = DeviceSettings()
+
+  def check(self) -> None:
+    """Raises ValueError unless the grid, its cells and seeds make valid cells (see ``atlas_grids.atlas_cells``)."""
+    from parewire_jax.experiments.atlas_grids import atlas_cells
+
+    atlas_cells(self)
 
 
 def check_mlp_hidden(mlp_hidden: Sequence[int]) -> None:
@@ -204,186 +615,34 @@ def check_resmlp_hidden(mlp_hidden: Sequence[int]) -> None:
     )
 
 
-def train_size(dataset: str, limit_train: int | None) -> int:
-  """Training examples of ``dataset`` after the validation split, at most ``limit_train``."""
-  full = TRAIN_SIZES[check_choice(dataset, DATASETS, "dataset")]
-  return full if limit_train is None else min(full, limit_train)
+SettingsT = TypeVar("SettingsT", bound=Settings)
 
 
-def _check_run(config: CompareConfig | LaPermConfig, why_two_seeds: str) -> None:
-  """The checks ``compare`` and ``laperm`` share (their configurations name these fields alike)."""
-  check_choice(config.dataset, DATASETS, "dataset")
-  check_choice(config.model, MODELS, "model")
-  check_choice(config.init, INITIALIZERS, "init")
-  try:
-    check_int(config.seeds, "seeds", minimum=2)
-  except ValueError as error:
-    raise ValueError(f"{error} {why_two_seeds}") from None
-  check_int(config.first_seed, "first_seed", minimum=0)
-  check_int(config.limit_train, "limit_train", allow_none=True)
-  check_model_data(config.model, config.dataset)
-  if config.model == "resmlp":
-    check_resmlp_hidden(config.mlp_hidden)
-  else:
-    check_mlp_hidden(config.mlp_hidden)
+def add_arguments(parser: argparse.ArgumentParser | Any, defaults: Settings) -> None:
+  """One option per setting of ``defaults`` and its parts, its default ``defaults``' value (see :func:`setting`)."""
+  for field, value in defaults.leaves():
+    meta = field.metadata
+    flag = meta["flag"] or "--" + field.name.replace("_", "-")
+    options: dict[str, Any] = {"dest": field.name, "default": value, "metavar": meta["metavar"]}
+    if meta["choices"] is not None:
+      options["choices"] = meta["choices"]
+    if isinstance(value, bool):
+      options = {"dest": field.name, "default": value, "action": argparse.BooleanOptionalAction}
+    elif isinstance(value, tuple) or field.type.startswith("tuple"):
+      options.update(nargs="+", type=meta["parse"] or type(value[0]))
+    else:
+      options["type"] = meta["parse"] or type(value)
+    if value is None:
+      shown = meta["none_means"]
+    else:
+      shown = " ".join(map(str, value)) if isinstance(value, tuple) else "%(default)s"
+    parser.add_argument(flag, help=f"{meta['help']} (default: {shown})", **options)
 
 
-class CompareConfig(NamedTuple):
-  """Everything that defines a ``compare`` run (recorded in its JSON).
-
-  The defaults are the CPU demonstration of ``python -m parewire_jax
-  compare``: §4.2's LeNet on standardized MNIST, base vs rewired, 30 seeds,
-  one epoch on the first 5000 training images, evaluated on 2000 validation
-  and 2000 test images (about 2.5 minutes on 2 CPU cores; the README's "Why
-  this default" gives the search behind it). The paper's Table 1 setting is
-  ``seeds=100, epochs=100, limit_train=None, limit_eval=None`` and the four
-  variants.
-
-  The fields after ``track_gradients`` came later and keep their defaults for
-  records written before them: ``norm`` (one of :data:`NORMS` the model has,
-  see ``MODEL_NORMS``: ``lenet`` takes ``"batch"`` or ``"layer"``,
-  ``resmlp`` ``"layer"``) and ``optimizer`` (one of
-  :data:`COMPARE_OPTIMIZERS`, every variant trained with it; the transformer
-  trains well with ``"adam"`` and ``learning_rate=1e-3``). ``mlp_hidden``
-  gives the hidden widths of ``mlp`` and, for ``resmlp``, one width per
-  residual block. ``standardize`` applies to images only: the token
-  sequences of :data:`SEQUENCE_DATASETS` are categories and are left as they
-  are whatever it says.
-
-  >>> CompareConfig(seeds=4).train_config().epochs
-  1
-  >>> CompareConfig(model="transformer", dataset="pointer", optimizer="adam").train_config().optimizer
-  'adam'
-  """
-
-  dataset: str = "mnist"
-  model: str = "lenet"
-  init: str = "kaiming_normal"
-  variants: tuple[str, ...] = ("base", "rewired")
-  seeds: int = 30
-  first_seed: int = 0
-  epochs: int = 1
-  batch_size: int = 128
-  learning_rate: float = 0.01
-  momentum: float = 0.9
-  limit_train: int | None = 5000
-  limit_eval: int | None = 2000
-  standardize: bool = True
-  data_seed: int = 0
-  seeds_per_chunk: int | None = None
-  seeds_per_vmap: int | None = None
-  num_draws: int = 100
-  mlp_hidden: tuple[int, ...] = (256, 256)
-  equal_var: bool = False
-  track_gradients: bool = False
-  norm: str = "none"
-  optimizer: str = "sgd"
-  devices: int | None = None
-
-  def train_config(self) -> TrainConfig:
-    return TrainConfig(
-      epochs=self.epochs,
-      batch_size=self.batch_size,
-      learning_rate=self.learning_rate,
-      momentum=self.momentum,
-      data_seed=self.data_seed,
-      seeds_per_chunk=self.seeds_per_chunk,
-      seeds_per_vmap=self.seeds_per_vmap,
-      track_gradients=self.track_gradients,
-      optimizer=self.optimizer,
-      devices=self.devices,
-    )
-
-
-def check_compare_config(config: CompareConfig) -> None:
-  """Raises ValueError naming the first impossible setting of ``config``, before any data is loaded.
-
-  Whether a batch fits the data is checked against the data itself
-  (:func:`check_batch_size` with :func:`train_size` for a named dataset).
-  """
-  _check_run(config, "The statistical tests need two samples.")
-  variants = tuple(config.variants)
-  unknown = [v for v in variants if v not in VARIANTS]
-  if unknown:
-    raise ValueError(f"variants must be among {', '.join(VARIANTS)}; got {', '.join(map(repr, unknown))}.")
-  if "base" not in variants or len(variants) < 2 or len(set(variants)) != len(variants):
-    raise ValueError(f"variants must be distinct and include 'base' and at least one other; got {list(variants)}.")
-  check_int(config.limit_eval, "limit_eval", allow_none=True)
-  if not isinstance(config.standardize, bool):
-    raise ValueError(f"standardize must be a bool, got {config.standardize!r}.")
-  check_int(config.num_draws, "num_draws")
-  check_norm(config.norm, config.model)
-  check_choice(config.optimizer, COMPARE_OPTIMIZERS, "optimizer")
-  check_train_config(config.train_config())
-
-
-class LaPermConfig(NamedTuple):
-  """Everything that defines a ``laperm`` run (recorded in its JSON).
-
-  The defaults follow the LaPerm paper where it applies: the fully connected
-  MNIST network of its §3 and Appendix A.4 (2 hidden layers of 100 ReLU
-  units, He-uniform initial weights ``U_H``, mini-batches of 50, Adam with
-  learning rate 1e-3), and §5.1's sync period ``k = 20`` for MNIST, which also
-  divides the 1000 steps of an epoch of the 50 000 training images, so every
-  evaluation comes right after a synchronisation, as in the paper (Appendix
-  A.5). Unlike the paper (45 epochs, learning rate × 0.95 per epoch, data
-  augmentation) the run is a few epochs with the cosine schedule of the
-  trainer, shared by both arms.
-
-  >>> LaPermConfig().train_config("laperm_adam").sync_period
-  20
-  """
-
-  dataset: str = "mnist"
-  model: str = "mlp"
-  init: str = "kaiming_uniform"
-  seeds: int = 5
-  first_seed: int = 0
-  epochs: int = 6
-  batch_size: int = 50
-  learning_rate: float = 1e-3
-  sync_period: int = 20
-  limit_train: int | None = None
-  data_seed: int = 0
-  seeds_per_chunk: int | None = None
-  seeds_per_vmap: int | None = None
-  mlp_hidden: tuple[int, ...] = (100, 100)
-  devices: int | None = None
-
-  def train_config(self, optimizer: str) -> TrainConfig:
-    return TrainConfig(
-      epochs=self.epochs,
-      batch_size=self.batch_size,
-      learning_rate=self.learning_rate,
-      data_seed=self.data_seed,
-      seeds_per_chunk=self.seeds_per_chunk,
-      seeds_per_vmap=self.seeds_per_vmap,
-      optimizer=optimizer,
-      sync_period=self.sync_period,
-      devices=self.devices,
-    )
-
-
-def check_laperm_config(config: LaPermConfig) -> None:
-  """Raises ValueError naming the first impossible setting of ``config``, before any data is loaded (as
-  :func:`check_compare_config`)."""
-  _check_run(config, "The paired tests need two samples.")
-  check_train_config(config.train_config(ARMS[-1]))
-
-
-def check_strength_settings(
-  init: str, shape: Sequence[int], seeds: int, variants: Sequence[str], num_draws: int
-) -> tuple[tuple[int, ...], tuple[str, ...]]:
-  """Raises ValueError for impossible ``strength`` settings; returns ``(shape, variants)`` as tuples."""
-  check_choice(init, INITIALIZERS, "init")
-  shape = tuple(shape)
-  if len(shape) < 2:
-    raise ValueError(f"shape must have at least 2 positive int dimensions (…, n_out), got {shape}.")
-  for i, d in enumerate(shape):
-    check_int(d, f"shape[{i}]")
-  check_int(seeds, "seeds")
-  variants = tuple(variants)
-  for v in variants:
-    check_choice(v, VARIANTS, "variant")
-  check_int(num_draws, "num_draws")
-  return shape, variants
+def from_arguments(defaults: SettingsT, args: argparse.Namespace) -> SettingsT:
+  """``defaults`` with every setting read from ``args`` (parsed with :func:`add_arguments`), sequences as tuples."""
+  values = {}
+  for field, _ in defaults.leaves():
+    value = getattr(args, field.name)
+    values[field.name] = tuple(value) if isinstance(value, list) else value
+  return defaults.replace(**values)

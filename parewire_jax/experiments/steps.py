@@ -96,6 +96,71 @@ def _init_strength(params: Any) -> tuple[Array, Array]:
   return variance, fourth
 
 
+def _segment(
+  model: nn.Module, tx: optax.GradientTransformation, mask: Any, *, seeds_per_vmap: int | None, track_gradients: bool
+) -> Callable:
+  """``(carry, x_train, y_train, batch_indices) -> (carry, loss, acc, grad_abs)``: a scan of training steps."""
+
+  def train_step_one(carry, shared):
+    params, state, opt_state = carry
+    (x, y), counts = shared
+
+    def loss_fn(p):
+      logits, new_state = _apply(model, p, state, x, train=True)
+      loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+      return loss, (new_state, jnp.mean(jnp.argmax(logits, -1) == y))
+
+    (loss, (state, acc)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    updates, opt_state = tx.update(grads, merge_counts(mask, opt_state, counts), params)
+    params = optax.apply_updates(params, updates)
+    opt_state, counts = split_counts(mask, opt_state)
+    grad_abs = (
+      jnp.stack([jnp.mean(jnp.abs(g)) for g in kernels(grads).values()]) if track_gradients else jnp.zeros(())
+    )  # placeholder, dropped
+    return ((params, state, opt_state), (loss, acc, grad_abs)), counts
+
+  train_step = over_seeds(train_step_one, seeds_per_vmap, shared_output=True)
+
+  def segment(carry, x_train, y_train, batch_indices):
+    def body(carry, idx):
+      per_seed, counts = carry
+      (per_seed, records), counts = train_step(per_seed, ((x_train[idx], y_train[idx]), counts))
+      return (per_seed, counts), records
+
+    carry, (loss, acc, grad_abs) = jax.lax.scan(body, carry, batch_indices)
+    # Per-step records averaged over the segment; seed axis first.
+    return carry, loss.mean(0), acc.mean(0), grad_abs.mean(0)
+
+  return segment
+
+
+def _evaluate(model: nn.Module, seeds_per_vmap: int | None) -> Callable:
+  """``(params, state, xs, ys, masks) -> (loss, acc)`` per seed, over :func:`eval_batches`."""
+
+  def eval_one(variables, batch):
+    params, state = variables
+    x, y, valid = batch
+    logits, _ = _apply(model, params, state, x, train=False)
+    losses = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+    return jnp.sum(jnp.where(valid, losses, 0.0)), jnp.sum(valid & (jnp.argmax(logits, -1) == y))
+
+  eval_batch = over_seeds(eval_one, seeds_per_vmap)
+
+  def evaluate(params, state, xs, ys, masks):
+    def body(totals, batch):
+      loss, correct = eval_batch((params, state), batch)
+      return (totals[0] + loss, totals[1] + correct), None
+
+    seeds = jax.tree.leaves(params)[0].shape[0]
+    # Per-seed totals vary over the devices' seeds, as shard_map's scan must be told.
+    zeros = jax.lax.pcast((jnp.zeros(seeds, jnp.float32), jnp.zeros(seeds, jnp.int32)), SEED_AXIS, to="varying")
+    (loss, correct), _ = jax.lax.scan(body, zeros, (xs, ys, masks))
+    count = jnp.sum(masks)
+    return loss / count, correct / count
+
+  return evaluate
+
+
 def make_step_functions(
   model: nn.Module,
   tx: optax.GradientTransformation,
@@ -137,56 +202,8 @@ def make_step_functions(
     opt_state, counts = split_counts(mask, tx.init(params))
     return params, variables, opt_state, counts, variance, fourth
 
-  def train_step_one(carry, shared):
-    params, state, opt_state = carry
-    (x, y), counts = shared
-
-    def loss_fn(p):
-      logits, new_state = _apply(model, p, state, x, train=True)
-      loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-      return loss, (new_state, jnp.mean(jnp.argmax(logits, -1) == y))
-
-    (loss, (state, acc)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-    updates, opt_state = tx.update(grads, merge_counts(mask, opt_state, counts), params)
-    params = optax.apply_updates(params, updates)
-    opt_state, counts = split_counts(mask, opt_state)
-    grad_abs = (
-      jnp.stack([jnp.mean(jnp.abs(g)) for g in kernels(grads).values()]) if track_gradients else jnp.zeros(())
-    )  # placeholder, dropped
-    return ((params, state, opt_state), (loss, acc, grad_abs)), counts
-
-  train_step = over_seeds(train_step_one, seeds_per_vmap, shared_output=True)
-
-  def segment(carry, x_train, y_train, batch_indices):
-    def body(carry, idx):
-      per_seed, counts = carry
-      (per_seed, records), counts = train_step(per_seed, ((x_train[idx], y_train[idx]), counts))
-      return (per_seed, counts), records
-
-    carry, (loss, acc, grad_abs) = jax.lax.scan(body, carry, batch_indices)
-    # Per-step records averaged over the segment; seed axis first.
-    return carry, loss.mean(0), acc.mean(0), grad_abs.mean(0)
-
-  def eval_one(variables, batch):
-    params, state = variables
-    x, y, valid = batch
-    logits, _ = _apply(model, params, state, x, train=False)
-    losses = optax.softmax_cross_entropy_with_integer_labels(logits, y)
-    return jnp.sum(jnp.where(valid, losses, 0.0)), jnp.sum(valid & (jnp.argmax(logits, -1) == y))
-
-  eval_batch = over_seeds(eval_one, seeds_per_vmap)
-
-  def evaluate(params, state, xs, ys, masks):
-    def body(totals, batch):
-      loss, correct = eval_batch((params, state), batch)
-      return (totals[0] + loss, totals[1] + correct), None
-
-    seeds = jax.tree.leaves(params)[0].shape[0]
-    # Per-seed totals vary over the devices' seeds, as shard_map's scan must be told.
-    zeros = jax.lax.pcast((jnp.zeros(seeds, jnp.float32), jnp.zeros(seeds, jnp.int32)), SEED_AXIS, to="varying")
-    (loss, correct), _ = jax.lax.scan(body, zeros, (xs, ys, masks))
-    count = jnp.sum(masks)
-    return loss / count, correct / count
+  segment = _segment(model, tx, mask, seeds_per_vmap=seeds_per_vmap, track_gradients=track_gradients)
+  evaluate = _evaluate(model, seeds_per_vmap)
 
   def evaluated_params(params, opt_state, counts):
     if laperm_evaluation:
