@@ -158,6 +158,7 @@ def test_a_saved_chunk_must_hold_the_requested_epochs(tmp_path):
   [
     (dict(epochs=3), r"settings\.training\.epochs"),
     (dict(learning_rate=0.1), r"settings\.training\.learning_rate"),
+    (dict(schedule_epochs=4), r"settings\.training\.schedule_epochs"),
     (dict(init="orthogonal"), r"settings\.network\.init"),
     (dict(num_draws=5), r"settings\.num_draws"),
     (dict(mlp_hidden=(9,)), r"settings\.network\.mlp_hidden"),

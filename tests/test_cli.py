@@ -69,6 +69,7 @@ BAD_CALLS = [
   (["atlas", "--cells", "vgg"], "cells must name cells of the 'default' grid"),
   (["compare", "--devices", "0"], "devices must be None or an int >= 1, got 0"),
   (["laperm", "--num-processes", "2"], "--num-processes: only read with --distributed"),
+  (["compare", "--epochs", "2", "--schedule-epochs", "1"], "schedule_epochs (1) must be at least epochs (2)"),
   (["compare", "--out", "/proc/parewire-out"], "out_dir '/proc/parewire-out' cannot be written"),
   (["laperm", "--out", "/proc/parewire-out"], "cannot be written"),
   (["strength", "--resume"], "strength has nothing to resume"),

@@ -61,9 +61,9 @@ def test_asdict_nests_the_parts_and_the_fingerprint_keeps_what_decides_the_numbe
   assert "seeding" not in fingerprint and "hardware" not in fingerprint
   assert "variants" not in fingerprint and "equal_var" not in fingerprint
   assert "segments_per_epoch" not in fingerprint["training"]
-  assert fingerprint["training"]["epochs"] == 1 and fingerprint["optimizer"] == "sgd"
+  assert fingerprint["training"]["schedule_epochs"] is None and fingerprint["optimizer"] == "sgd"
   assert s.replace(seeds=5, devices=2, seeds_per_chunk=3).fingerprint() == fingerprint
-  assert s.replace(epochs=100).fingerprint() != fingerprint
+  assert s.replace(schedule_epochs=100).fingerprint() != fingerprint
 
 
 def test_adding_a_setting_is_one_definition():
@@ -97,6 +97,7 @@ def test_adding_a_setting_is_one_definition():
     (dict(mlp_hidden=()), "mlp_hidden"),
     (dict(momentum=1.0), "momentum"),
     (dict(batch_size=6000), r"batch_size \(6000\) exceeds the 5000 training examples"),
+    (dict(epochs=2, schedule_epochs=1), "schedule_epochs"),
     (dict(seeds_per_chunk=0), "seeds_per_chunk"),
     (dict(devices=0), "devices must be None or an int >= 1"),
     (dict(model="transformer"), "model 'transformer' takes token sequences but dataset 'mnist' holds images"),

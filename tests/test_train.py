@@ -98,6 +98,7 @@ def test_impossible_training_settings(tiny):
     (dict(epochs=0), "epochs"),
     (dict(batch_size=1000), "exceeds"),
     (dict(learning_rate=0.0), "learning_rate"),
+    (dict(epochs=3, schedule_epochs=2), "schedule_epochs"),
   ):
     with pytest.raises(ValueError, match=match):
       train.train_seeds(_mlp(), tiny, [0, 1], TrainSettings(**bad))

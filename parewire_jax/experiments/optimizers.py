@@ -58,7 +58,11 @@ class Optimizer(NamedTuple):
 
 
 def make_optimizer(optimizer: Optimizer, training: TrainSettings, steps_per_epoch: int) -> optax.GradientTransformation:
-  """``optimizer`` with the epoch-wise cosine schedule of ``training.learning_rate`` over ``training.epochs``.
+  """``optimizer`` with the epoch-wise cosine schedule of ``training.learning_rate``.
+
+  The schedule is planned over ``training.schedule_epochs`` (``None``: the
+  epochs trained), so a run of the paper's 100-epoch schedule can stop after
+  its first epochs.
 
   >>> import jax.numpy as jnp
   >>> tx = make_optimizer(Optimizer("laperm_adam", sync_period=5), TrainSettings(), 10)
@@ -66,7 +70,8 @@ def make_optimizer(optimizer: Optimizer, training: TrainSettings, steps_per_epoc
   'LaPermState'
   """
   check_choice(optimizer.name, OPTIMIZERS, "optimizer")
-  schedule = epoch_cosine_schedule(training.learning_rate, training.epochs, steps_per_epoch)
+  planned = training.schedule_epochs or training.epochs
+  schedule = epoch_cosine_schedule(training.learning_rate, planned, steps_per_epoch)
   if optimizer.name == "sgd":
     return optax.sgd(schedule, momentum=optimizer.momentum)
   if optimizer.name == "adam":

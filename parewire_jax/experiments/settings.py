@@ -303,13 +303,22 @@ class NetworkSettings(Settings):
 class TrainSettings(Settings):
   """How long and how every arm trains; the optimizer is the arm's (see each experiment).
 
-  >>> TrainSettings(epochs=0).check()
+  >>> TrainSettings(epochs=1, schedule_epochs=100).check()  # the paper's schedule, its first epoch
+  >>> TrainSettings(epochs=2, schedule_epochs=1).check()
   Traceback (most recent call last):
   ...
-  ValueError: epochs must be an int >= 1, got 0.
+  ValueError: schedule_epochs (1) must be at least epochs (2): the schedule is planned over at least the epochs trained.
   """
 
   epochs: int = setting(1, "epochs trained, each followed by an evaluation")
+  schedule_epochs: int | None = setting(
+    None,
+    "epochs the cosine schedule is planned over, at least --epochs: e.g. the paper's 100-epoch schedule (§4.1) "
+    "trained for its first epochs",
+    parse=int,
+    metavar="N",
+    none_means="--epochs",
+  )
   batch_size: int = setting(
     128, "training batch; the last incomplete batch of every shuffled epoch is dropped, so all have one shape"
   )
@@ -328,6 +337,12 @@ class TrainSettings(Settings):
   def check(self, num_train: int | None = None) -> None:
     """Raises ValueError for settings that cannot be trained (on ``num_train`` examples, when given)."""
     check_int(self.epochs, "epochs")
+    check_int(self.schedule_epochs, "schedule_epochs", allow_none=True)
+    if self.schedule_epochs is not None and self.schedule_epochs < self.epochs:
+      raise ValueError(
+        f"schedule_epochs ({self.schedule_epochs}) must be at least epochs ({self.epochs}): the schedule is planned "
+        "over at least the epochs trained."
+      )
     check_int(self.batch_size, "batch_size")
     check_int(self.eval_batch_size, "eval_batch_size")
     if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
