@@ -61,7 +61,10 @@ def test_compare_end_to_end(tiny, tmp_path):
     best = np.argmax(curves["val_acc"], axis=1)
     np.testing.assert_allclose(per_seed["convergence_epoch"], best + 1)
     np.testing.assert_allclose(per_seed["test_acc"], np.asarray(curves["test_acc"])[np.arange(3), best])
+    assert list(per_seed) == ["seeds", *(m for m in metrics.TABLE_METRICS if m != "epoch1_train_end_acc")]
     for metric, (name, is_accuracy) in metrics.TABLE_METRICS.items():
+      if metric not in per_seed:  # the end-of-epoch training accuracy: runs with eval_train only
+        continue
       x = np.asarray(per_seed[metric])
       scale = 100 if is_accuracy else 1
       if f"{name} (mean ± std)" not in header:  # left out when the same for every model, and said so

@@ -227,3 +227,21 @@ def test_step_counts_are_shared_by_the_seeds():
   assert jax.tree.map(lambda x: x.shape, merge_counts(mask, per_seed, counts)) == jax.tree.map(
     lambda x: x.shape, shapes
   )
+
+
+def test_eval_train_evaluates_the_model_at_the_end_of_every_epoch_on_training_examples(tiny):
+  from parewire_jax.experiments.data import Dataset
+
+  # the validation split is the first 100 training examples: evaluating those is evaluating the validation split
+  data = Dataset("same", tiny.x_train, tiny.y_train, tiny.x_train[:100], tiny.y_train[:100], tiny.x_test,
+                 tiny.y_test, tiny.num_classes)  # fmt: skip
+  training = TrainSettings(epochs=2, batch_size=32, learning_rate=0.05, eval_batch_size=64)
+  plain = train.train_seeds(_mlp(), data, [0, 1], training)
+  result = train.train_seeds(_mlp(), data, [0, 1], training.replace(eval_train=100))
+  assert plain.records == {} and sorted(result.records) == ["train_eval_acc", "train_eval_loss"]
+  np.testing.assert_array_equal(result.records["train_eval_acc"], result.val_acc)
+  np.testing.assert_array_equal(result.records["train_eval_loss"], result.val_loss)
+  for field in ("train_loss", "val_acc", "test_acc"):  # the training itself is the same
+    np.testing.assert_array_equal(getattr(result, field), getattr(plain, field))
+  every = train.train_seeds(_mlp(), data, [0, 1], training.replace(eval_train=None))  # all 256
+  assert not np.array_equal(every.records["train_eval_acc"], result.records["train_eval_acc"])

@@ -21,9 +21,12 @@ from parewire_jax.experiments.stats import Comparison, Summary, compare, summari
 if TYPE_CHECKING:
   from parewire_jax.experiments.train import TrainResult
 
-# Per-seed metrics of Tables 1–2, in column order: key -> (header, is an accuracy).
+# Per-seed metrics of Tables 1–2, in column order: key -> (header, is an accuracy). "ep. 1 train acc." is the mean
+# over the first epoch's steps; "(end)" the model after it evaluated on training examples (``eval_train``), a
+# metric of runs that asked for it.
 TABLE_METRICS: dict[str, tuple[str, bool]] = {
   "epoch1_train_acc": ("ep. 1 train acc.", True),
+  "epoch1_train_end_acc": ("ep. 1 train acc. (end)", True),
   "epoch1_val_acc": ("ep. 1 val. acc.", True),
   "convergence_epoch": ("convergence epoch", False),
   "test_acc": ("test acc.", True),
@@ -72,16 +75,22 @@ def select_best_epoch(val_acc: ArrayLike, test_acc: ArrayLike) -> BestEpoch:
 def per_seed_metrics(result: TrainResult) -> dict[str, np.ndarray]:
   """Table 1's per-seed numbers: epoch-1 train/val accuracy, convergence epoch, selected test accuracy.
 
-  The test accuracy is the one at the epoch of the best validation accuracy
-  (:func:`select_best_epoch`), the paper's model selection.
+  The epoch-1 training accuracy is the mean over the epoch's steps and, when
+  the run evaluated training examples after every epoch
+  (``TrainSettings.eval_train``), also that of the model at the end of the
+  epoch. The test accuracy is the one at the epoch of the best validation
+  accuracy (:func:`select_best_epoch`), the paper's model selection.
   """
   best = select_best_epoch(result.val_acc, result.test_acc)
-  return {
+  metrics = {
     "epoch1_train_acc": result.train_acc[:, 0],
     "epoch1_val_acc": result.val_acc[:, 0],
     "convergence_epoch": best.convergence_epoch.astype(np.float64),
     "test_acc": best.test_acc,
   }
+  if "train_eval_acc" in result.records:
+    metrics["epoch1_train_end_acc"] = np.asarray(result.records["train_eval_acc"], np.float64)[:, 0]
+  return {m: metrics[m] for m in TABLE_METRICS if m in metrics}  # in column order
 
 
 class MetricReport(NamedTuple):
@@ -120,9 +129,13 @@ def informative_metrics(report: MetricReport) -> list[str]:
 
   E.g. the convergence epoch of a one-epoch run is 1 for every model.
   """
-  return [
-    m for m in TABLE_METRICS if any(summary[m].std > 0 or summary[m].mad > 0 for summary in report.summaries.values())
-  ]
+  summaries = report.summaries.values()
+  return [m for m in reported_metrics(report) if any(s[m].std > 0 or s[m].mad > 0 for s in summaries)]
+
+
+def reported_metrics(report: MetricReport) -> list[str]:
+  """The metrics of :data:`TABLE_METRICS` that every arm of ``report`` has, in column order."""
+  return [m for m in TABLE_METRICS if all(m in summary for summary in report.summaries.values())]
 
 
 # The per-seed metrics of an atlas cell; accuracies in percent, losses as trained (cross-entropy).

@@ -91,7 +91,8 @@ def plot_per_seed(metrics: Mapping[str, Mapping[str, np.ndarray]], path: str | p
   that are the same for every model are left out.
   """
   plt = pyplot()
-  shown = [m for m in TABLE_METRICS if np.ptp(np.concatenate([np.asarray(v[m], float) for v in metrics.values()])) > 0]
+  present = [m for m in TABLE_METRICS if all(m in v for v in metrics.values())]
+  shown = [m for m in present if np.ptp(np.concatenate([np.asarray(v[m], float) for v in metrics.values()])) > 0]
   fig, axes = plt.subplots(1, max(1, len(shown)), figsize=(3.6 * max(1, len(shown)), 4.2), squeeze=False)
   rng = np.random.default_rng(0)  # horizontal jitter of the dots only
   for ax, metric in zip(axes[0], shown, strict=False):

@@ -137,7 +137,9 @@ def planned_work(settings: RunSettings, num_arms: int, dataset: Dataset) -> int:
 
 
 def _evaluation_work(settings: RunSettings, dataset: Dataset) -> int:
-  return evaluation_work(settings.training.batch_size, len(dataset.x_val) + len(dataset.x_test))
+  training = settings.training
+  train_evaluated = len(dataset.x_train[slice(training.eval_train)]) if training.eval_train != 0 else 0
+  return evaluation_work(training.batch_size, len(dataset.x_val) + len(dataset.x_test) + train_evaluated)
 
 
 def _prepare(

@@ -324,6 +324,14 @@ class TrainSettings(Settings):
   )
   learning_rate: float = setting(0.01, "initial learning rate of the epoch-wise cosine schedule", flag="--lr")
   eval_batch_size: int = setting(1000, "batch of the evaluations")
+  eval_train: int | None = setting(
+    0,
+    "after every epoch, also evaluate the model on the first N training examples, or all of them: the training "
+    "accuracy at the end of the epoch (one reading of Table 1's 'epoch 1 acc.'), beside the mean over its steps",
+    parse=count_or_all,
+    metavar="N",
+    none_means="all",
+  )
   segments_per_epoch: int = setting(
     10,
     "run each epoch as this many scans of training steps (the largest divisor of its steps not above it): one "
@@ -345,6 +353,7 @@ class TrainSettings(Settings):
       )
     check_int(self.batch_size, "batch_size")
     check_int(self.eval_batch_size, "eval_batch_size")
+    check_int(self.eval_train, "eval_train", minimum=0, allow_none=True)
     if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
       raise ValueError(f"learning_rate must be a finite number > 0, got {self.learning_rate!r}.")
     check_int(self.segments_per_epoch, "segments_per_epoch")

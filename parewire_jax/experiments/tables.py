@@ -18,6 +18,7 @@ from parewire_jax.experiments.metrics import (
   TESTS,
   MetricReport,
   informative_metrics,
+  reported_metrics,
 )
 from parewire_jax.experiments.settings import LAPERM_ARMS, CompareSettings
 from parewire_jax.experiments.stats import Comparison, PairedEffect, SpreadRatio, Summary
@@ -39,7 +40,7 @@ def _cell(location: float, spread: float, scale: float, p: float | None) -> str:
 
 
 def _omitted_note(report: MetricReport) -> str:
-  omitted = [m for m in TABLE_METRICS if m not in informative_metrics(report)]
+  omitted = [m for m in reported_metrics(report) if m not in informative_metrics(report)]
   notes = []
   for m in omitted:
     values = {round(summary[m].mean, 6) for summary in report.summaries.values()}

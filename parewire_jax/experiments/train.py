@@ -188,6 +188,12 @@ class ChunkTrainer:
     batch = training.eval_batch_size
     self.val = tuple(map(self.replicated, eval_batches(dataset.x_val, dataset.y_val, batch)))
     self.test = tuple(map(self.replicated, eval_batches(dataset.x_test, dataset.y_test, batch)))
+    train_eval = slice(training.eval_train)  # slice(None): all of them; slice(0): none
+    self.train_eval = (
+      tuple(map(self.replicated, eval_batches(dataset.x_train[train_eval], dataset.y_train[train_eval], batch)))
+      if training.eval_train != 0
+      else None
+    )
     self._compiled = False  # for the first trained chunk; every chunk has the same shapes
 
   def replicated(self, x: np.ndarray | Array) -> Array:
@@ -203,8 +209,9 @@ class ChunkTrainer:
     """Compiles every step function now, so that jit reuses them and compiling stays out of the training time."""
     (params, state, opt_state), counts = carry
     self.fns.segment.lower(carry, self.x_train, self.y_train, self.epoch_segments(0)[0]).compile()
-    for data in (self.val, self.test):
-      self.fns.evaluate.lower(params, state, *data).compile()
+    for data in (self.val, self.test, self.train_eval):
+      if data is not None:
+        self.fns.evaluate.lower(params, state, *data).compile()
     self.fns.evaluated_params.lower(params, opt_state, counts).compile()
     self._compiled = True
 
@@ -232,7 +239,7 @@ class ChunkTrainer:
       carry = self._train_epoch(carry, epoch, record, observer)
       (params, state, opt_state), counts = carry
       evaluated_params = self.fns.evaluated_params(params, opt_state, counts)
-      self._evaluate(evaluated_params, state, record, observer)
+      self._evaluate(evaluated_params, state, record, extra, keep, observer)
       if epoch_records is not None:
         readable = jax.tree.map(lambda x: _gathered(x)[:keep], evaluated_params)
         for name, values in epoch_records(initial, readable).items():
@@ -252,11 +259,18 @@ class ChunkTrainer:
     record["grad_abs"].append(jnp.mean(jnp.stack(grads), axis=0))
     return carry
 
-  def _evaluate(self, params: Any, state: Any, record: dict[str, list], observer: Observer) -> None:
+  def _evaluate(
+    self, params: Any, state: Any, record: dict[str, list], extra: dict[str, list], keep: int, observer: Observer
+  ) -> None:
+    """The epoch's evaluations: validation and test into ``record``, the training examples (if any) into ``extra``."""
     for split, data in (("val", self.val), ("test", self.test)):
       split_loss, split_acc = self.fns.evaluate(params, state, *data)
       record[f"{split}_loss"].append(split_loss)
       record[f"{split}_acc"].append(split_acc)
+    if self.train_eval is not None:
+      losses_and_accuracies = self.fns.evaluate(params, state, *self.train_eval)
+      for name, values in zip(("train_eval_loss", "train_eval_acc"), losses_and_accuracies, strict=True):
+        extra.setdefault(name, []).append(np.asarray(_gathered(values))[:keep])
     jax.block_until_ready(record["test_acc"][-1])  # completed, not dispatched
     observer.evaluated()
 
