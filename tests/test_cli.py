@@ -113,21 +113,6 @@ def test_strength_says_where_it_wrote(tmp_path, capsys):
   assert json.loads((tmp_path / "strength.json").read_text())["shape"] == [12, 8]
 
 
-@pytest.mark.parametrize("given", [None, "--xla_cpu_enable_concurrency_optimized_scheduler=true"])
-def test_cli_turns_off_the_cpu_scheduler_that_deadlocks_unless_told_otherwise(given):
-  probe = (
-    "import os\n"
-    "from parewire_jax.experiments.runtime import avoid_cpu_scheduler_deadlock\n"
-    "avoid_cpu_scheduler_deadlock()\n"
-    "print(os.environ['XLA_FLAGS'])\n"
-  )
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-  if given:
-    env["XLA_FLAGS"] = given
-  done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=60, check=True)
-  assert done.stdout.split() == [given or "--xla_cpu_enable_concurrency_optimized_scheduler=false"]
-
-
 @pytest.mark.parametrize(
   "argv, message",
   [
@@ -402,3 +387,57 @@ def test_an_output_directory_that_cannot_be_written_is_refused_before_any_traini
   )
   assert done.returncode == 2 and "cannot be written" in done.stderr and "Traceback" not in done.stderr
   assert time.perf_counter() - started < 5  # refused at once, not after a run
+
+
+@pytest.mark.slow
+def test_two_processes_train_like_one_and_only_process_0_writes(tmp_path):
+  """Two processes on this host (2 virtual CPU devices each) via jax.distributed, against one process on 4."""
+  import json
+  import socket
+  import subprocess
+  import sys
+
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    port = s.getsockname()[1]
+  run = ["compare", "--dataset", "digits", "--model", "mlp", "--mlp-hidden", "16", "--seeds", "5", "--epochs", "1",
+         "--batch-size", "64", "--limit-train", "256", "--limit-eval", "128", "--seeds-per-vmap", "1",
+         "--compilation-cache", "off"]  # fmt: skip
+  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
+  processes = [
+    subprocess.Popen(
+      [
+        sys.executable,
+        "-m",
+        "parewire_jax",
+        *run,
+        "--out",
+        str(tmp_path / f"process{i}"),
+        "--distributed",
+        "--coordinator-address",
+        f"localhost:{port}",
+        "--num-processes",
+        "2",
+        "--process-id",
+        str(i),
+      ],
+      env=env,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT,
+      text=True,
+    )  # fmt: skip
+    for i in range(2)
+  ]
+  for process in processes:
+    output, _ = process.communicate(timeout=600)
+    assert process.returncode == 0, output
+  env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+  single = subprocess.run(
+    [sys.executable, "-m", "parewire_jax", *run, "--out", str(tmp_path / "single")], env=env, capture_output=True
+  )
+  assert single.returncode == 0, single.stderr
+  assert not (tmp_path / "process1").exists()
+  distributed = json.loads((tmp_path / "process0" / "results.json").read_text())
+  alone = json.loads((tmp_path / "single" / "results.json").read_text())
+  for variant in ("base", "rewired"):
+    assert distributed["arms"][variant]["curves"] == alone["arms"][variant]["curves"], variant

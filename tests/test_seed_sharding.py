@@ -145,61 +145,6 @@ def test_devices_beyond_those_jax_sees_are_refused_before_any_data(tmp_path):
     run_compare(CONFIG.replace(devices=9), data_dir=tmp_path, download=False)
 
 
-@pytest.mark.slow
-def test_two_processes_train_like_one_and_only_process_0_writes(tmp_path):
-  """Two processes on this host (2 virtual CPU devices each) via jax.distributed, against one process on 4."""
-  import json
-  import os
-  import socket
-  import subprocess
-  import sys
-
-  with socket.socket() as s:
-    s.bind(("localhost", 0))
-    port = s.getsockname()[1]
-  run = ["compare", "--dataset", "digits", "--model", "mlp", "--mlp-hidden", "16", "--seeds", "5", "--epochs", "1",
-         "--batch-size", "64", "--limit-train", "256", "--limit-eval", "128", "--seeds-per-vmap", "1",
-         "--compilation-cache", "off"]  # fmt: skip
-  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
-  processes = [
-    subprocess.Popen(
-      [
-        sys.executable,
-        "-m",
-        "parewire_jax",
-        *run,
-        "--out",
-        str(tmp_path / f"process{i}"),
-        "--distributed",
-        "--coordinator-address",
-        f"localhost:{port}",
-        "--num-processes",
-        "2",
-        "--process-id",
-        str(i),
-      ],
-      env=env,
-      stdout=subprocess.PIPE,
-      stderr=subprocess.STDOUT,
-      text=True,
-    )  # fmt: skip
-    for i in range(2)
-  ]
-  for process in processes:
-    output, _ = process.communicate(timeout=600)
-    assert process.returncode == 0, output
-  env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
-  single = subprocess.run(
-    [sys.executable, "-m", "parewire_jax", *run, "--out", str(tmp_path / "single")], env=env, capture_output=True
-  )
-  assert single.returncode == 0, single.stderr
-  assert not (tmp_path / "process1").exists()
-  distributed = json.loads((tmp_path / "process0" / "results.json").read_text())
-  alone = json.loads((tmp_path / "single" / "results.json").read_text())
-  for variant in ("base", "rewired"):
-    assert distributed["arms"][variant]["curves"] == alone["arms"][variant]["curves"], variant
-
-
 def test_lenet_trains_sharded_like_on_one_device_without_a_collective():
   # LeNet's first convolution has a hand-written gradient that also yields one for the images all seeds share;
   # under shard_map that cotangent must sum over the devices, and XLA must drop it, as nothing reads it.
