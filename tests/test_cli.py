@@ -231,6 +231,8 @@ def test_cli_laperm_end_to_end_and_table_equals_json(tmp_path, capsys):
       "laperm",
       "--dataset",
       "digits",
+      "--model",
+      "mlp",
       "--limit-train",
       "300",
       "--seeds",
@@ -369,7 +371,7 @@ def test_devices_option(capsys):
 
 
 def test_cli_laperm_resumes(tmp_path, capsys):
-  argv = ["laperm", "--dataset", "digits", "--limit-train", "300", "--seeds", "2", "--epochs", "1",
+  argv = ["laperm", "--dataset", "digits", "--model", "mlp", "--limit-train", "300", "--seeds", "2", "--epochs", "1",
           "--batch-size", "30", "--sync-period", "5", "--mlp-hidden", "8", "--out", str(tmp_path)]  # fmt: skip
   main(argv)
   first = (tmp_path / "table.md").read_text()

@@ -178,8 +178,8 @@ def run_laperm(
   Returns:
     A :class:`LaPermResult`.
 
-  >>> settings = LaPermSettings().replace(dataset="digits", seeds=2, epochs=1, limit_train=300, batch_size=30,
-  ...                                     sync_period=5)
+  >>> settings = LaPermSettings().replace(
+  ...   dataset="digits", model="mlp", seeds=2, epochs=1, limit_train=300, batch_size=30, sync_period=5)
   >>> outcome = run_laperm(settings)
   >>> int(outcome.exact_columns["laperm_adam"][0]) == outcome.columns_per_epoch
   True

@@ -1,0 +1,102 @@
+"""The committed paper-scale results (benchmarks/paper/) and the numbers the README and RESULTS.md quote from them."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+PAPER = ROOT / "benchmarks" / "paper"
+
+
+def _mean_std(values) -> str:
+  x = 100 * np.asarray(values, np.float64)
+  return f"{x.mean():.2f} ± {x.std(ddof=1):.2f}"
+
+
+def test_laperm_cnn_table_and_quotes_come_from_its_results_json():
+  run = PAPER / "laperm_lenet"
+  saved = json.loads((run / "results.json").read_text())
+  table = (run / "table.md").read_text()
+  results_md = (ROOT / "benchmarks" / "RESULTS.md").read_text()
+  readme = (ROOT / "README.md").read_text()
+  adam, laperm = (np.asarray(saved["arms"][arm]["per_seed"]["test_acc"]) for arm in ("adam", "laperm_adam"))
+  quoted = f"Adam {_mean_std(adam)}, LaPerm(Adam) {_mean_std(laperm)}"
+  assert quoted == "Adam 98.79 ± 0.08, LaPerm(Adam) 98.80 ± 0.14"  # what RESULTS.md says, below
+  assert quoted in results_md
+  assert f"{_mean_std(laperm)} vs {_mean_std(adam)}" in readme
+  p = sps.ttest_rel(laperm, adam).pvalue
+  assert f"paired {100 * (laperm - adam).mean():+.2f} pp" in results_md and f"t p = {p:.3f}" in results_md
+  # the per-epoch table of RESULTS.md is the committed table's, row for row
+  rows = [line for line in table.splitlines() if line.startswith(("| epoch", "| 1 |", "| 2 |"))]
+  assert len(rows) == 3 and all(row in results_md for row in rows)
+  # the settings are the command's defaults, and every LaPerm column stayed an exact permutation
+  from parewire_jax.experiments import LaPermSettings
+
+  assert saved["config"] == json.loads(json.dumps(LaPermSettings().asdict()))
+  checked = saved["columns_per_epoch"] * saved["config"]["training"]["epochs"]
+  assert sum(saved["arms"]["laperm_adam"]["exact_permutation_columns"]) == checked == 4640
+
+
+def _runs() -> dict[str, list[str]]:
+  """benchmarks/paper/runs.txt: run name -> the arguments of ``compare`` (the ``common`` ones first)."""
+  lines = [line.split() for line in (PAPER / "runs.txt").read_text().splitlines() if line and line[0] != "#"]
+  common = next(args for name, *args in lines if name == "common")
+  return {name: ["compare", *common, *args] for name, *args in lines if name != "common"}
+
+
+def _settings(name: str):
+  from parewire_jax.__main__ import build_parser
+  from parewire_jax.experiments.settings import CompareSettings, from_arguments
+
+  return from_arguments(CompareSettings(), build_parser().parse_args(_runs()[name]))
+
+
+def test_every_paper_run_is_the_papers_setting_for_its_first_epoch():
+  for name in _runs():
+    settings = _settings(name)
+    settings.check()
+    network, training, data = settings.network, settings.training, settings.data
+    assert (network.model, data.dataset, data.limit_train, data.limit_eval) == ("lenet", "mnist", None, None), name
+    assert (training.epochs, training.schedule_epochs, training.batch_size, training.learning_rate) == (
+      1,
+      100,
+      128,
+      0.01,
+    )
+    assert (settings.optimizer, settings.momentum, training.eval_train) == ("sgd", 0.9, 10_000)
+  assert _settings("table1").seeding.seeds == 100 and set(_settings("table1").variants) == {
+    "base",
+    "rewired",
+    "min_sv",
+    "max_sv",
+  }
+
+
+@pytest.mark.parametrize("name", [n for n in _runs() if (PAPER / n / "chunks").is_dir()])
+def test_saved_chunks_of_a_paper_run_resume_with_this_code(name):
+  """A paper-scale run spans sessions: its saved chunks must be the ones this code would train (no training here)."""
+  from parewire_jax.experiments.checkpoint import ChunkStore
+  from parewire_jax.experiments.runner import dataset_of, training_fingerprint
+
+  settings = _settings(name)
+  expected = training_fingerprint(settings, dataset_of(settings.data))
+  chunks = sorted((PAPER / name / "chunks").glob("*.npz"))
+  assert chunks
+  with np.load(chunks[0]) as first:
+    stored = json.loads(str(first["fingerprint"]))
+  # the software may have moved on (a new JAX refuses them, as it should); the settings and the data may not
+  assert {k: v for k, v in stored.items() if k != "environment"} == {
+    k: v for k, v in json.loads(json.dumps(expected)).items() if k != "environment"
+  }
+  store = ChunkStore(PAPER / name / "chunks", stored, resume=True)
+  for path in chunks:
+    arm, seeds = path.stem.split("_seeds_")
+    low, high = map(int, seeds.split("-"))
+    loaded = store.load(arm, list(range(low, high + 1)), epochs=1)
+    assert loaded is not None and loaded.seeds.tolist() == list(range(low, high + 1))
+    assert sorted(loaded.records) == ["train_eval_acc", "train_eval_loss"]
