@@ -230,6 +230,17 @@ def test_rewired_kernel_is_the_core_rewiring_of_the_base_kernel():
   )
 
 
+def test_scale_free_variant_is_the_core_scale_free_rewiring_of_the_base_kernel():
+  from parewire_jax import rewire
+
+  key = jax.random.key(4)
+  base = models.base_initializer("normal_0.02")(key, (64, 32))
+  assert float(jnp.std(base)) == pytest.approx(0.02, rel=0.05)
+  free = models.kernel_initializer("normal_0.02", "rewired_scale_free")(key, (64, 32))
+  np.testing.assert_array_equal(free, rewire(rewiring_key(key), base, scale_free=True))
+  assert not np.array_equal(free, models.kernel_initializer("normal_0.02", "rewired")(key, (64, 32)))
+
+
 def test_kaiming_initializers_have_pytorch_variance():
   shape = (400, 500)  # fan_in 400: PyTorch's kaiming_*_ (fan_in, relu) has std sqrt(2/400)
   std = math.sqrt(2 / 400)

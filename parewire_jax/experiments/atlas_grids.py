@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from parewire_jax._checks import check_choice, check_int
-from parewire_jax.experiments.settings import ATLAS_GRIDS, INITIALIZERS, AtlasSettings, CompareSettings
+from parewire_jax.experiments.settings import ATLAS_GRIDS, PAPER_INITIALIZERS, AtlasSettings, CompareSettings
 
 
 class AtlasCell(NamedTuple):
@@ -67,7 +67,7 @@ def _families(base: CompareSettings) -> list[AtlasCell]:
   ]
   cells += [
     AtlasCell(f"lenet-{init}", "LeNet initializer", base.replace(model="lenet", init=init))
-    for init in INITIALIZERS
+    for init in PAPER_INITIALIZERS
     if init != base.network.init
   ]
   cells.append(

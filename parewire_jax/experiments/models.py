@@ -82,7 +82,8 @@ def base_initializer(name: str) -> Initializer:
   ``kaiming_normal`` and ``kaiming_uniform`` are PyTorch's ``kaiming_*_``
   defaults (fan-in, ReLU gain √2: variance 2/fan_in); ``truncated_normal`` is
   ``kaiming_truncated_normal``; ``orthogonal`` has gain 1 and treats a
-  convolution kernel as the matrix (kh·kw·c_in, c_out).
+  convolution kernel as the matrix (kh·kw·c_in, c_out). ``normal_0.02`` is not
+  the paper's: N(0, 0.02²), the kernels of BERT, GPT-2 and LLaMA.
 
   >>> import jax
   >>> base_initializer("kaiming_normal")(jax.random.key(0), (3, 3)).shape
@@ -95,6 +96,8 @@ def base_initializer(name: str) -> Initializer:
     return jax.nn.initializers.variance_scaling(2.0, "fan_in", "uniform")
   if name == "truncated_normal":
     return kaiming_truncated_normal()
+  if name == "normal_0.02":
+    return jax.nn.initializers.normal(0.02)
   return jax.nn.initializers.orthogonal()
 
 
@@ -105,7 +108,10 @@ def kernel_initializer(init: str, variant: str = "base", *, num_draws: int = 100
     init: one of :data:`INITIALIZERS`.
     variant: ``base`` (the initializer itself), ``rewired`` (PA rewiring,
       §3.3), ``min_sv`` / ``max_sv`` (the lowest / highest strength variance
-      among ``num_draws`` draws, §4.2).
+      among ``num_draws`` draws, §4.2), ``rewired_scale_free`` (PA rewiring
+      with the draws computed from the kernel at Kaiming scale,
+      ``rewired(base, scale_free=True)``: the same as ``rewired`` for a
+      Kaiming-scale kernel, stronger for small weights).
     num_draws: candidates of the random searches (the paper's 100).
 
   >>> import jax, jax.numpy as jnp
@@ -121,6 +127,8 @@ def kernel_initializer(init: str, variant: str = "base", *, num_draws: int = 100
     return base
   if variant == "rewired":
     return rewired(base)
+  if variant == "rewired_scale_free":
+    return rewired(base, scale_free=True)
   if variant == "min_sv":
     return min_strength_variance(base, num_draws)
   return max_strength_variance(base, num_draws)

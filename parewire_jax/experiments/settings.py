@@ -60,10 +60,13 @@ MODEL_NORMS = {
   "resmlp": ("none", "layer"),
   "transformer": ("none",),
 }
-INITIALIZERS = ("kaiming_normal", "kaiming_uniform", "truncated_normal", "orthogonal")
+# The base initializers of §4.1, and N(0, 0.02²), the kernel initializer of BERT, GPT-2 and LLaMA, whose small
+# weights Eq. 5's "+ 1" barely sees (the "rewired_scale_free" variant draws from them at Kaiming scale).
+PAPER_INITIALIZERS = ("kaiming_normal", "kaiming_uniform", "truncated_normal", "orthogonal")
+INITIALIZERS = (*PAPER_INITIALIZERS, "normal_0.02")
 # The kernel initializer variants (Table 1): the base draw, rewired, and the random searches for the smallest
-# and largest strength variance.
-INIT_VARIANTS = ("base", "rewired", "min_sv", "max_sv")
+# and largest strength variance; and rewired with the draws computed at Kaiming scale (rewire(scale_free=True)).
+INIT_VARIANTS = ("base", "rewired", "min_sv", "max_sv", "rewired_scale_free")
 OPTIMIZERS = ("sgd", "adam", "laperm_adam")
 # The optimizers compare trains every variant with (CompareSettings.optimizer); LaPerm has its own command.
 COMPARE_OPTIMIZERS = ("sgd", "adam")
