@@ -100,3 +100,39 @@ def test_saved_chunks_of_a_paper_run_resume_with_this_code(name):
     loaded = store.load(arm, list(range(low, high + 1)), epochs=1)
     assert loaded is not None and loaded.seeds.tolist() == list(range(low, high + 1))
     assert sorted(loaded.records) == ["train_eval_acc", "train_eval_loss"]
+
+
+def _tables_module():
+  import importlib.util
+
+  spec = importlib.util.spec_from_file_location("paper_tables", PAPER / "tables.py")
+  module = importlib.util.module_from_spec(spec)  # pyright: ignore[reportArgumentType]
+  spec.loader.exec_module(module)  # pyright: ignore[reportOptionalMemberAccess]
+  return module
+
+
+def test_the_paper_tables_are_computed_from_the_saved_chunks(tmp_path, monkeypatch):
+  from helpers import train_result
+
+  from parewire_jax.experiments.checkpoint import ChunkStore
+
+  tables = _tables_module()
+  rng = np.random.default_rng(0)
+  store = ChunkStore(tmp_path / "table1" / "chunks", {"any": 1})
+  values = {}
+  for variant in ("base", "rewired"):
+    for seeds in ([0, 1, 2], [3, 4]):  # two chunks, joined in seed order
+      chunk = train_result(seeds)
+      steps, end, val = (rng.uniform(0.8, 1.0, (len(seeds), 1)) for _ in range(3))
+      chunk = chunk._replace(train_acc=steps, val_acc=val, records={"train_eval_acc": end})
+      store.save(variant, chunk, seconds=1.0)
+      for column, x in zip(("steps", "end", "val"), (steps, end, val), strict=True):
+        values.setdefault((variant, column), []).append(100 * x[:, 0])
+  monkeypatch.setattr(tables, "HERE", tmp_path)
+  (tmp_path / "runs.txt").write_text("common --epochs 1\ntable1 --init kaiming_normal --seeds 5\n")
+  text = tables.table("table1")
+  base_val, rewired_val = (np.concatenate(values[v, "val"]) for v in ("base", "rewired"))
+  assert f"| base | 5 | {tables._mean_std(np.concatenate(values['base', 'steps']))} |" in text
+  assert f"{tables._mean_std(rewired_val)} | 97.37 ± 0.31 | 96.85 ± 0.32 |" in text  # beside the paper's rewired row
+  p = sps.ttest_rel(rewired_val, base_val).pvalue
+  assert f"| rewired | ep. 1 val. acc. | 5 | {(rewired_val - base_val).mean():+.2f} pp | p={p:.3g} |" in text
