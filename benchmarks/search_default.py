@@ -96,9 +96,9 @@ def run(name: str, flags: list[str], out_root: pathlib.Path) -> dict:
     "load_after": os.getloadavg()[0],
     "train_s": sum(results["train_seconds"].values()),
   }
-  base, rewired = results["variants"]["base"], results["variants"]["rewired"]
+  base, rewired = results["arms"]["base"], results["arms"]["rewired"]
   for metric in METRICS:
-    b, r, tests = base["summary"][metric], rewired["summary"][metric], rewired["vs_base"][metric]
+    b, r, tests = base["summary"][metric], rewired["summary"][metric], rewired["vs_reference"][metric]
     row[metric] = {
       "base": [b["mean"], b["std"]],
       "rewired": [r["mean"], r["std"]],

@@ -98,7 +98,7 @@ def test_a_run_killed_between_chunks_resumes(tiny, tmp_path):
   saved = []
 
   class KilledAfterTheFirstChunk:
-    def load(self, seeds, epochs):
+    def load(self, seeds, epochs, segments):
       return None
 
     def save(self, chunk, *, seconds):
@@ -146,11 +146,14 @@ def test_a_write_cut_off_leaves_no_chunk_file(tiny, tmp_path, monkeypatch):
   assert store.load("base", [0]) is None
 
 
-def test_a_saved_chunk_must_hold_the_requested_epochs(tmp_path):
+def test_a_saved_chunk_must_hold_the_requested_epochs_and_segments(tmp_path):
   store = ChunkStore(tmp_path / "chunks", {}, resume=True)
-  store.save("base", train_result([0, 1], epochs=2), seconds=1.0)
-  with pytest.raises(ValueError, match=r"holds curves of shape \(2, 2\), expected \(2, 3\)"):
-    store.load("base", [0, 1], epochs=3)
+  store.save("base", train_result([0, 1], epochs=2, segments=5), seconds=1.0)
+  assert store.load("base", [0, 1], epochs=2, segments=5) is not None
+  with pytest.raises(ValueError, match=r"holds curves of shape \(2, 2, 5\) .*expected \(2, 3, 5\)"):
+    store.load("base", [0, 1], epochs=3, segments=5)
+  with pytest.raises(ValueError, match=r"expected \(2, 2, 10\): resume with the same --epochs and --segments"):
+    store.load("base", [0, 1], epochs=2, segments=10)
 
 
 @pytest.mark.parametrize(

@@ -91,3 +91,12 @@ def test_compare_end_to_end(tiny, tmp_path):
   assert (
     np.asarray(saved["arms"]["rewired"]["init_mean_variance"]) < np.asarray(saved["arms"]["base"]["init_mean_variance"])
   ).all()
+
+
+def test_variants_are_tested_against_base_wherever_it_is_listed(tiny):
+  settings = CompareSettings().replace(dataset="digits", model="mlp", variants=("rewired", "base"), seeds=2,
+                                       batch_size=64, mlp_hidden=(8,))  # fmt: skip
+  outcome = run_compare(settings, dataset=tiny)
+  assert list(outcome.report.comparisons) == ["rewired"]
+  header, rows = markdown_table(outcome.table)
+  assert "(p=" in rows["rewired"][0] and "(p=" not in rows["base"][0]

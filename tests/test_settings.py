@@ -46,6 +46,8 @@ def test_replace_reaches_every_part_by_name_and_refuses_unknown_names():
   )
   assert s.num_draws == 5 and s.training.batch_size == CompareSettings().training.batch_size
   assert s.replace(data=DataSettings()).data == DataSettings()  # a whole part
+  both = s.replace(data=DataSettings(dataset="digits"), limit_train=7)  # a part and a setting of it: both apply
+  assert (both.data.dataset, both.data.limit_train) == ("digits", 7)
   with pytest.raises(ValueError, match="CompareSettings has no setting 'sync_period'"):
     s.replace(sync_period=3)
   with pytest.raises(dataclasses.FrozenInstanceError):

@@ -2,7 +2,7 @@
 
 The paper answers for LeNet, ResNet, ViT and ConvMixer on three image datasets
 (§4, Tables 1–3) and names other settings future work (§5). The atlas asks the
-same question across a grid of model families (:mod:`atlas_grids`): every
+same question across a grid of model families (``atlas_grids``): every
 cell is a :func:`~parewire_jax.experiments.run_compare` run of the base
 initializer against ``rewired`` from the same seeds and data order, so each
 seed gives a pair. Per cell it reports the paired effect (rewired − base) on
@@ -197,7 +197,7 @@ def run_atlas(
 ) -> AtlasResult:
   """Runs every cell of ``grid``, base against rewired from the same seeds, and judges the effects (§4, §5).
 
-  Every cell's seeds are sharded over ``config.devices`` devices, and over
+  Every cell's seeds are sharded over ``settings.hardware.devices`` devices, and over
   every process of a ``jax.distributed`` run, as in ``run_compare``; then
   only process 0 shows progress and writes.
 
@@ -256,6 +256,8 @@ def _checked_cells(
   grid: str | Sequence[AtlasCell], out_dir: str | pathlib.Path | None, resume: bool, confidence: float, alpha: float
 ) -> list[AtlasCell]:
   """The cells of ``grid``, after every check that needs no training (the output directory's too)."""
+  import jax
+
   cells = atlas_grid(grid) if isinstance(grid, str) else list(grid)
   check_atlas_cells(cells)
   if resume and out_dir is None:
@@ -263,7 +265,7 @@ def _checked_cells(
   for value, name in ((confidence, "confidence"), (alpha, "alpha")):  # checked before hours of training
     if not 0 < value < 1:
       raise ValueError(f"{name} must be in (0, 1), got {value!r}.")
-  if out_dir is not None:
+  if out_dir is not None and jax.process_index() == 0:
     ensure_writable(out_dir)
   return cells
 

@@ -88,7 +88,7 @@ class ChunkStore:
   >>> with tempfile.TemporaryDirectory() as d:
   ...   ChunkStore(d, {"epochs": 1}).save("base", chunk, seconds=2.0)
   ...   again = ChunkStore(d, {"epochs": 1}, resume=True)
-  ...   loaded = again.arm("base").load([0, 1], epochs=1)
+  ...   loaded = again.arm("base").load([0, 1], epochs=1, segments=1)
   >>> loaded.val_acc.tolist(), again.resumed, again.seconds
   ([[0.5], [0.6]], {'base': [[0, 1]]}, {'base': 2.0})
   """
@@ -114,8 +114,14 @@ class ChunkStore:
     process writes them)."""
     return ArmChunks(self, name, saves)
 
-  def load(self, variant: str, seeds: Sequence[int], epochs: int | None = None) -> TrainResult | None:
-    """The saved chunk of ``variant`` and ``seeds`` (of ``epochs`` epochs) when resuming and one exists, else ``None``.
+  def load(
+    self, variant: str, seeds: Sequence[int], epochs: int | None = None, segments: int | None = None
+  ) -> TrainResult | None:
+    """The saved chunk of ``variant`` and ``seeds`` when resuming and one exists, else ``None``.
+
+    With ``epochs`` and ``segments``, the chunk's curves must have that many
+    epochs and training-curve points per epoch (``segments_per_epoch``, which
+    the fingerprint leaves out: it changes the curves' shape, not training).
 
     Raises:
       ValueError: the file was written by a run with other settings or data,
@@ -142,8 +148,12 @@ class ChunkStore:
       )
     if arrays["seeds"].tolist() != [int(s) for s in seeds]:
       raise ValueError(f"{path} holds seeds {arrays['seeds'].tolist()}, expected {list(seeds)}.")
-    if epochs is not None and arrays["val_acc"].shape != (len(seeds), epochs):
-      raise ValueError(f"{path} holds curves of shape {arrays['val_acc'].shape}, expected ({len(seeds)}, {epochs}).")
+    expected = (len(seeds), epochs or arrays["val_acc"].shape[1], segments or arrays["train_curve_acc"].shape[2])
+    if arrays["train_curve_acc"].shape != expected:
+      raise ValueError(
+        f"{path} holds curves of shape {arrays['train_curve_acc'].shape} (seeds, epochs, segments), expected "
+        f"{expected}: resume with the same --epochs and --segments-per-epoch."
+      )
     self.seconds[variant] = self.seconds.get(variant, 0.0) + seconds
     self.resumed.setdefault(variant, []).append([int(s) for s in seeds])
     return TrainResult(grad_abs=grad_abs, layer_names=layer_names, records=records, **arrays)
@@ -175,7 +185,7 @@ class ArmChunks(NamedTuple):
   >>> import tempfile
   >>> with tempfile.TemporaryDirectory() as d:
   ...   chunks = ChunkStore(d, {}, resume=True).arm("rewired")
-  ...   found = chunks.load([0, 1], epochs=1)
+  ...   found = chunks.load([0, 1], epochs=1, segments=10)
   >>> chunks.name, found is None
   ('rewired', True)
   """
@@ -184,8 +194,8 @@ class ArmChunks(NamedTuple):
   name: str
   saves: bool = True
 
-  def load(self, seeds: Sequence[int], epochs: int) -> TrainResult | None:
-    return self.store.load(self.name, seeds, epochs)
+  def load(self, seeds: Sequence[int], epochs: int, segments: int) -> TrainResult | None:
+    return self.store.load(self.name, seeds, epochs, segments)
 
   def save(self, chunk: TrainResult, *, seconds: float) -> None:
     if self.saves:

@@ -129,6 +129,7 @@ def run_compare(
     out_dir=out_dir,
     resume=resume,
     progress=progress,
+    reference="base",
     equal_var=settings.equal_var,
   )
   table = tables.compare_table(settings, run.report)

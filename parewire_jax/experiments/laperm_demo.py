@@ -100,7 +100,7 @@ def exact_permutation_columns(initial: Array, evaluated: Array) -> Array:
   Both are kernels with a leading seed axis, ``(S, ..., n_out)``; a weight
   vector is a column of ``as_matrices(w, out_axis=-1)`` (all axes but the
   last are inputs). Column ``j`` counts when its values sorted by bit pattern
-  (:func:`parewire_jax.rewiring.sort_exact`) equal, bit for bit, those of
+  (:func:`parewire_jax.sorting.sort_exact`) equal, bit for bit, those of
   column ``j`` of ``initial``. Returns ``(S,)`` int32.
 
   >>> w0 = jnp.array([[[1., 4.], [2., 5.], [3., 6.]]])

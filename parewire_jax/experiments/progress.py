@@ -7,8 +7,8 @@ stalls), when a chunk's compilation is over, and when an epoch's evaluation
 has completed. :class:`TrainingProgress` leaves compilation and
 initialization out of its rate and counts each evaluation as the training
 steps of about the same work (:func:`evaluation_work`), so its ETA is the
-training and evaluation still to do. All the arithmetic of how much work a
-run is lives here (``run_work``).
+training and evaluation still to do. The arithmetic of how much work a run
+is lives here (``run_work``, :func:`evaluation_work`).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ class Observer(Protocol):
     """``steps`` more training steps have completed (or were loaded with a saved chunk)."""
 
   def evaluated(self) -> None:
-    """An epoch's evaluation (validation and test) has completed (or was loaded)."""
+    """An epoch's evaluations (validation, test and any training examples) have completed (or were loaded)."""
 
 
 class _Silent:

@@ -115,7 +115,7 @@ class SavedRun(NamedTuple):
   """What :func:`read_results` reads back of a ``results.json``.
 
   Attributes:
-    config: the settings, nested as :meth:`Settings.asdict` wrote them.
+    config: the settings, nested as ``Settings.asdict`` wrote them.
     jax: the JAX version and backend of the run.
     seeds: the init seeds, in the order of every per-seed array.
     curves: arm -> curve name (``CURVES``) -> per-seed array ``(S, E, ...)``.

@@ -58,9 +58,10 @@ class RunResult(NamedTuple):
     dataset: the data it trained on.
     results: arm -> per-seed training records.
     metrics: arm -> metric of the tables -> per-seed values.
-    report: summaries of every arm and tests of every other arm against the first.
+    report: summaries of every arm and tests of every other arm against ``reference``.
     train_seconds: arm -> training time of its chunks, resumed ones included.
     resumed: arm -> the seeds of each chunk loaded from ``out_dir`` instead of trained.
+    reference: the arm every other one is tested against.
 
   >>> RunResult._fields[:3]
   ('settings', 'dataset', 'results')
@@ -73,11 +74,7 @@ class RunResult(NamedTuple):
   report: metrics_lib.MetricReport
   train_seconds: dict[str, float]
   resumed: dict[str, list[list[int]]]
-
-  @property
-  def reference(self) -> str:
-    """The name of the arm every other one is tested against, the first one."""
-    return next(iter(self.results))
+  reference: str
 
 
 def dataset_of(data: DataSettings, *, data_dir: str | os.PathLike | None = None, download: bool = True) -> Dataset:
@@ -99,7 +96,7 @@ def dataset_of(data: DataSettings, *, data_dir: str | os.PathLike | None = None,
 def training_fingerprint(settings: RunSettings, dataset: Dataset) -> dict[str, Any]:
   """What determines a chunk's training besides its arm and seeds (see ``ChunkStore``).
 
-  The settings that decide the numbers (:meth:`Settings.fingerprint`), a
+  The settings that decide the numbers (``Settings.fingerprint``), a
   digest of the data, and the software and device that train: the same code
   on another backend or device kind rounds differently, so a chunk from there
   is refused rather than mixed in. How seeds are chunked or vectorized, and
@@ -179,6 +176,7 @@ def run_arms(
   resume: bool = False,
   progress: bool | TrainingProgress = False,
   epoch_records: Callable[[Any, Any], Mapping[str, Any]] | None = None,
+  reference: str | None = None,
   equal_var: bool = False,
 ) -> RunResult:
   """Trains every arm from ``settings``' seeds on the same data order and tests each against the first.
@@ -204,6 +202,7 @@ def run_arms(
       counts this run's work among others', left open.
     epoch_records: passed to ``train_seeds``: per-seed records computed from
       the evaluated parameters after every epoch, saved with the chunks.
+    reference: the arm every other one is tested against (``None``: the first).
     equal_var: Student's instead of Welch's t-test.
 
   Returns:
@@ -251,5 +250,7 @@ def run_arms(
       )
       seconds[arm.name] = time.perf_counter() - started if store is None else store.seconds.get(arm.name, 0.0)
   metrics = {name: metrics_lib.per_seed_metrics(result) for name, result in results.items()}
-  report = metrics_lib.analyze(metrics, base=arms_trained[0].name, equal_var=equal_var)
-  return RunResult(settings, dataset, results, metrics, report, seconds, {} if store is None else store.resumed)
+  reference = arms_trained[0].name if reference is None else reference
+  report = metrics_lib.analyze(metrics, base=reference, equal_var=equal_var)
+  resumed = {} if store is None else store.resumed
+  return RunResult(settings, dataset, results, metrics, report, seconds, resumed, reference)

@@ -7,8 +7,8 @@ records of :func:`~parewire_jax.experiments.setting` fields like
 the experiments' settings, so the command line derives their options the
 same way; none of them changes a result. Flags and cache must be set before JAX creates a
 backend: XLA reads ``XLA_FLAGS`` once, and JAX reads its configuration from
-the environment when it is imported. Nothing here imports JAX unless JAX is
-already imported.
+the environment when it is imported. Nothing here imports JAX, except to
+configure a JAX already imported and to start ``jax.distributed``.
 """
 
 from __future__ import annotations
@@ -88,11 +88,11 @@ def ensure_writable(out_dir: str | pathlib.Path) -> pathlib.Path:
     ValueError: naming ``out_dir`` and why it cannot be written.
   """
   out = pathlib.Path(out_dir)
-  probe = out / ".parewire-write-check"
+  probe = out / f".parewire-write-check-{os.getpid()}"  # one per process: several may share out_dir
   try:
     out.mkdir(parents=True, exist_ok=True)
     probe.write_bytes(b"")
-    probe.unlink()
+    probe.unlink(missing_ok=True)
   except OSError as error:
     raise ValueError(f"out_dir {str(out)!r} cannot be written ({error.strerror or error}); choose another.") from None
   return out

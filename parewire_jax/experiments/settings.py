@@ -159,8 +159,8 @@ class Settings:
     rest = {name: value for name, value in changes.items() if name not in own}
     for part_name, part in self.parts():
       mine = {name: rest.pop(name) for name in list(rest) if name in part._leaf_names()}
-      if mine and part_name not in own:
-        own[part_name] = part.replace(**mine)
+      if mine:  # onto the part given in the same call, if any
+        own[part_name] = own.get(part_name, part).replace(**mine)
     if rest:
       names = ", ".join(field.name for field, _ in self.leaves())
       unknown = ", ".join(map(repr, rest))
@@ -368,7 +368,7 @@ class TrainSettings(Settings):
 
 @dataclasses.dataclass(frozen=True)
 class SeedSettings(Settings):
-  """Which init seeds, and how many are trained at once (results do not depend on the grouping).
+  """Which init seeds, and how many are trained at once (results agree to float rounding whatever the grouping).
 
   >>> SeedSettings(seeds=3, first_seed=10).range
   [10, 11, 12]
@@ -656,11 +656,11 @@ def add_arguments(parser: argparse.ArgumentParser | Any, defaults: Settings) -> 
     meta = field.metadata
     flag = meta["flag"] or "--" + field.name.replace("_", "-")
     options: dict[str, Any] = {"dest": field.name, "default": value, "metavar": meta["metavar"]}
-    if meta["choices"] is not None:
+    if meta.get("choices") is not None:
       options["choices"] = meta["choices"]
     if isinstance(value, bool):
       options = {"dest": field.name, "default": value, "action": argparse.BooleanOptionalAction}
-    elif isinstance(value, tuple) or field.type.startswith("tuple"):
+    elif isinstance(value, tuple) or str(field.type).startswith("tuple"):
       options.update(nargs="+", type=meta["parse"] or type(value[0]))
     else:
       options["type"] = meta["parse"] or type(value)

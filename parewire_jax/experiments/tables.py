@@ -50,10 +50,10 @@ def _omitted_note(report: MetricReport) -> str:
   return "" if not notes else "\n\nNot shown, as it carries nothing here: " + "; ".join(notes) + "."
 
 
-def markdown_table(report: MetricReport, base: str = "base") -> str:
+def markdown_table(report: MetricReport) -> str:
   """Tables 1–2 as markdown: mean ± std with t-test p, and test median ± MAD with Kruskal–Wallis p.
 
-  Accuracies in percent; p-values are against ``base`` (two-sided). Metrics
+  Accuracies in percent; p-values are against the reference arm (two-sided). Metrics
   that are the same for every model are left out, with a note saying so.
   """
   metrics = informative_metrics(report)
@@ -216,7 +216,7 @@ def laperm_table(outcome: LaPermResult, dataset_name: str) -> str:
     + epoch_table(outcome.results, outcome.epoch_tests)
     + "\n\nper-seed metrics, mean ± std (Welch t-test) and median ± MAD (Kruskal–Wallis) vs adam; "
     "test acc. at the best validation epoch:\n\n"
-    + markdown_table(outcome.report, base=LAPERM_ARMS[0])
+    + markdown_table(outcome.report)
     + "\n\npaired by seed (laperm_adam − adam):\n\n"
     + paired_table(outcome.report)
     + f"\n\nevaluated kernel weight vectors (columns) that are bit-exact permutations of their initial "

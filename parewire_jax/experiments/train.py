@@ -50,9 +50,6 @@ from parewire_jax.experiments.steps import eval_batches, make_step_functions
 if TYPE_CHECKING:
   from parewire_jax.experiments.checkpoint import ArmChunks
 
-# ``epoch_records``: (the initial parameters, the evaluated parameters; both with one row per seed of the chunk)
-# -> name -> per-seed values, after every evaluation.
-
 
 class TrainResult(NamedTuple):
   """Per-seed training records (NumPy; accuracies are fractions in [0, 1]).
@@ -78,9 +75,11 @@ class TrainResult(NamedTuple):
       (``TrainSettings.segments_per_epoch``), shape ``(S, E, R)``; its mean over
       the last axis is ``train_loss``.
     train_curve_acc: the same for the training accuracy.
-    records: further per-seed records computed from the evaluated
-      parameters after every epoch (``train_seeds``' ``epoch_records``),
-      name -> shape ``(S, E, ...)``.
+    records: further per-seed records of every epoch, name -> shape
+      ``(S, E, ...)``: the evaluation of training examples
+      (``train_eval_acc``, ``train_eval_loss``, with
+      ``TrainSettings.eval_train``) and what ``train_seeds``' ``epoch_records``
+      computed from the evaluated parameters.
 
   >>> TrainResult._fields[:3]
   ('seeds', 'train_loss', 'train_acc')
@@ -222,6 +221,9 @@ class ChunkTrainer:
     epoch_records: Callable[[Any, Any], Mapping[str, Any]] | None = None,
   ):
     """The :class:`TrainResult` of one chunk of ``seeds`` (at most ``chunk_size``), reporting to ``observer``."""
+    seeds = [int(s) for s in seeds]
+    if not 0 < len(seeds) <= self.padded_size:
+      raise ValueError(f"seeds must name 1 to {self.padded_size} init seeds (the chunk size), got {len(seeds)}.")
     keep = len(seeds)  # rows of the chunk's own seeds; the padding follows
     padded = np.asarray(seeds + [seeds[-1]] * (self.padded_size - keep), np.uint32)
     params, state, opt_state, counts, variance, fourth = self.fns.init(
@@ -365,7 +367,9 @@ def train_seeds(
   size = seeds_per_chunk or len(seeds)
   planned = [seeds[start : start + size] for start in range(0, len(seeds), size)]
   # Every saved chunk is looked up before any device is touched, so a refused one fails at once.
-  saved = [None if chunks is None else chunks.load(chunk, training.epochs) for chunk in planned]
+  steps_per_epoch = len(dataset.x_train) // training.batch_size
+  segments = segments_per_epoch(steps_per_epoch, training.segments_per_epoch)
+  saved = [None if chunks is None else chunks.load(chunk, training.epochs, segments) for chunk in planned]
   trainer = ChunkTrainer(
     model,
     dataset,
@@ -379,7 +383,7 @@ def train_seeds(
   results: list[TrainResult] = []
   for chunk, loaded in zip(planned, saved, strict=True):
     if loaded is not None:
-      observer.trained(training.epochs * trainer.steps_per_epoch)
+      observer.trained(training.epochs * steps_per_epoch)
       for _ in range(training.epochs):
         observer.evaluated()
       results.append(loaded)
