@@ -31,7 +31,7 @@ def test_exact_permutation_columns_is_bit_exact():
 
 
 def test_run_laperm_resumes_its_chunks_with_their_diagnostics(tmp_path):
-  settings = LaPermSettings().replace(model="mlp", seeds=3, seeds_per_chunk=2, epochs=2, batch_size=16, sync_period=4,
+  settings = LaPermSettings().replace(model="mlp", seeds=3, seeds_per_chunk=2, epochs=1, batch_size=16, sync_period=4,
                                       mlp_hidden=(16,))  # fmt: skip
   data = tiny_dataset(240)
   first = laperm_demo.run_laperm(settings, dataset=data, out_dir=tmp_path)
