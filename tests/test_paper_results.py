@@ -136,3 +136,24 @@ def test_the_paper_tables_are_computed_from_the_saved_chunks(tmp_path, monkeypat
   assert f"{tables._mean_std(rewired_val)} | 97.37 ± 0.31 | 96.85 ± 0.32 |" in text  # beside the paper's rewired row
   p = sps.ttest_rel(rewired_val, base_val).pvalue
   assert f"| rewired | ep. 1 val. acc. | 5 | {(rewired_val - base_val).mean():+.2f} pp | p={p:.3g} |" in text
+
+
+def _quoted_runs() -> list[str]:
+  """The runs whose table RESULTS.md quotes (a line ``<run> (<init>):``)."""
+  results_md = (ROOT / "benchmarks" / "RESULTS.md").read_text()
+  return [name for name in _runs() if f"\n{name} (" in results_md]
+
+
+def test_results_md_and_the_readme_quote_the_table_1_run():
+  assert "table1" in _quoted_runs()
+  data = _tables_module().per_seed(PAPER / "table1")
+  base, rewired = (data[v]["val"] for v in ("base", "rewired"))
+  shown = f"{base.mean():.2f} ± {base.std(ddof=1):.2f} → {rewired.mean():.2f} ± {rewired.std(ddof=1):.2f}"
+  assert shown in (ROOT / "README.md").read_text()
+
+
+@pytest.mark.parametrize("name", _quoted_runs())
+def test_the_tables_quoted_in_results_md_are_generated_from_the_committed_results(name):
+  """RESULTS.md's table of a run is what tables.py prints from the committed results.json or chunks, to the digit."""
+  tables = _tables_module()
+  assert tables.table(name) in (ROOT / "benchmarks" / "RESULTS.md").read_text()
