@@ -135,8 +135,8 @@ def planned_work(settings: RunSettings, num_arms: int, dataset: Dataset) -> int:
 
 def _evaluation_work(settings: RunSettings, dataset: Dataset) -> int:
   training = settings.training
-  train_evaluated = len(dataset.x_train[slice(training.eval_train)]) if training.eval_train != 0 else 0
-  return evaluation_work(training.batch_size, len(dataset.x_val) + len(dataset.x_test) + train_evaluated)
+  evaluated = len(dataset.x_val) + len(dataset.x_test) + training.train_evaluated(len(dataset.x_train))
+  return evaluation_work(training.batch_size, evaluated)
 
 
 def _prepare(

@@ -345,6 +345,10 @@ class TrainSettings(Settings):
     False, "record the mean |gradient| of every kernel per epoch (Fig. 5)", flag="--gradients"
   )
 
+  def train_evaluated(self, num_train: int) -> int:
+    """How many of ``num_train`` training examples are evaluated after every epoch (``eval_train``)."""
+    return num_train if self.eval_train is None else min(self.eval_train, num_train)
+
   def check(self, num_train: int | None = None) -> None:
     """Raises ValueError for settings that cannot be trained (on ``num_train`` examples, when given)."""
     check_int(self.epochs, "epochs")

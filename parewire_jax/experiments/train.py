@@ -187,10 +187,10 @@ class ChunkTrainer:
     batch = training.eval_batch_size
     self.val = tuple(map(self.replicated, eval_batches(dataset.x_val, dataset.y_val, batch)))
     self.test = tuple(map(self.replicated, eval_batches(dataset.x_test, dataset.y_test, batch)))
-    train_eval = slice(training.eval_train)  # slice(None): all of them; slice(0): none
+    evaluated = training.train_evaluated(self.num_train)
     self.train_eval = (
-      tuple(map(self.replicated, eval_batches(dataset.x_train[train_eval], dataset.y_train[train_eval], batch)))
-      if training.eval_train != 0
+      tuple(map(self.replicated, eval_batches(dataset.x_train[:evaluated], dataset.y_train[:evaluated], batch)))
+      if evaluated
       else None
     )
     self._compiled = False  # for the first trained chunk; every chunk has the same shapes
