@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from zoo_checks import SCALE_FREE_FACTOR, check_rewired, decreases, finite, needs_scale_free
+from zoo_checks import check_rewired, check_scale_free, decreases, finite
 
 import parewire_jax as pw
 
@@ -78,10 +78,9 @@ def test_equimo_vit_rewired_over_its_modules_axes_then_trained(vit):
   _train(loss_fn, params)
 
 
-@needs_scale_free
 @pytest.mark.xdist_group("attention")
 def test_equimo_scale_free(vit):
-  check_rewired(KEY, vit, pw.rewire_params(KEY, vit, scale_free=True), _equimo_true_axes, factor=SCALE_FREE_FACTOR)
+  check_scale_free(KEY, vit, pw.rewire_params(KEY, vit, scale_free=True), _equimo_true_axes)
 
 
 # --------------------------------------------------------------------------- flaxmodels (linen)

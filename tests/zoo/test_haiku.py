@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from zoo_checks import PAPER_FACTOR, SCALE_FREE_FACTOR, check_rewired, decreases, finite, needs_scale_free
+from zoo_checks import PAPER_FACTOR, check_rewired, check_scale_free, decreases, finite
 
 import parewire_jax as pw
 
@@ -94,8 +94,33 @@ def test_resnet18_params_rewired_then_trained(resnet):
   _train(loss_fn, new)
 
 
-@needs_scale_free
 def test_scale_free_lowers_the_variance_fivefold(resnet):
   _, base, _ = resnet
   new = pw.rewire_params(KEY, base, scale_free=True)
-  check_rewired(KEY, base, new, _true_axes, factor=SCALE_FREE_FACTOR)
+  check_scale_free(KEY, base, new, _true_axes)
+
+
+def test_five_fold_per_kernel_is_beyond_the_paper_at_its_own_scale():
+  """Why the per-kernel scale-free floor is 3× (zoo_checks.SCALE_FREE_FLOOR), not the 5× issue 25 asked for.
+
+  On Kaiming-normal 3×3, 64→64 convs (the shape of ResNet18's first block), the paper's own algorithm with its
+  own offset lowers the input-strength variance less than 5× on most draws; ``scale_free`` draws as if the kernel
+  had that scale, so it cannot do more on this shape. The std-0.02 copies of the same draws reach the same
+  range with ``scale_free`` and less with the paper's offset (about 2× here).
+  """
+  shape, he = (3, 3, 64, 64), jax.nn.initializers.he_normal()
+  kaiming, small, free = [], [], []
+  for seed in range(8):
+    draw_key, rewire_key = jax.random.split(jax.random.key(seed))
+    w = he(draw_key, shape)
+    w_small = w * (0.02 / jnp.std(w))
+    kaiming.append(_in_variance_ratio(w, pw.rewire(rewire_key, w)))
+    small.append(_in_variance_ratio(w_small, pw.rewire(rewire_key, w_small)))
+    free.append(_in_variance_ratio(w_small, pw.rewire(rewire_key, w_small, scale_free=True)))
+  assert np.median(kaiming) < 5.0 and np.median(free) < 5.0, (kaiming, free)
+  assert min(kaiming) > 2.5 and min(free) > 2.5, (kaiming, free)
+  assert np.median(small) < 0.75 * np.median(kaiming), (small, kaiming)  # Eq. 5's +1 at std 0.02
+
+
+def _in_variance_ratio(base, new):
+  return float(pw.strength_stats(base).in_variance / pw.strength_stats(new).in_variance)

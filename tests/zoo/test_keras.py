@@ -19,11 +19,10 @@ from jax.tree_util import DictKey  # noqa: E402
 from zoo_checks import (  # noqa: E402
   PAPER_FACTOR,
   PAPER_OFFSET_AT_STD_002,
-  SCALE_FREE_FACTOR,
   check_rewired,
+  check_scale_free,
   decreases,
   finite,
-  needs_scale_free,
 )
 
 import parewire_jax as pw  # noqa: E402
@@ -128,13 +127,12 @@ def test_paper_offset_lowers_the_variance_twofold(built):
   check_rewired(KEY, base, _values(backbone), _true_axes, factor=PAPER_FACTOR)
 
 
-@needs_scale_free
 def test_scale_free_lowers_the_variance_fivefold(built):
   name, _ = built
   backbone = _backbone(name)
   base = _values(backbone)
   pwk.rewire_model(KEY, backbone, scale_free=True)
-  check_rewired(KEY, base, _values(backbone), _true_axes, factor=SCALE_FREE_FACTOR)
+  check_scale_free(KEY, base, _values(backbone), _true_axes)
 
 
 def test_rewired_initializer_follows_keras_conventions():

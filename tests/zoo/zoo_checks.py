@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import inspect
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -28,10 +27,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/helpers.py
 from helpers import assert_bit_permutation  # noqa: E402
 
 PAPER_FACTOR = 2.0  # ≥ 2× lower strength variance with the paper's offset (Eq. 5, +1)
-# ≥ 3× with scale_free=True (the draws computed at Kaiming scale), against about 1× with the paper's offset on
-# the std-0.02 models. Issue 25 asked for 5×, but some of these tiny configs' 64-wide kernels measured less:
-# Haiku ResNet18's first block, 4.7× (conv_0) and 3.7× (conv_1), with 30–60× on the other side of each.
-SCALE_FREE_FACTOR = 3.0
+# With scale_free=True (the draws computed at Kaiming scale), against about 1× with the paper's offset on the
+# std-0.02 models: every large kernel ≥ 3× on each side, and the geometric mean over a model's large kernels (each
+# kernel's weaker side) ≥ 5×. Issue 25 asked for 5× on every kernel, which the paper's own algorithm at its own
+# (Kaiming) scale does not reach on every shape: on the 3×3, 64→64 convs of ResNet18's first block it lowers the
+# input-strength variance 3.2-4.4× (test_haiku.test_five_fold_per_kernel_is_beyond_the_paper_at_its_own_scale),
+# and scale_free measured 3.7-4.7× there.
+SCALE_FREE_FLOOR = 3.0
+SCALE_FREE_MEAN_FACTOR = 5.0
 MIN_NEURONS = 64
 # Hugging Face and keras-hub draw their kernels with std 0.02: strengths of a 64-input neuron are then ~0.16,
 # and Eq. 5's additive +1 makes the draw nearly uniform, so the paper's offset barely moves the variance
@@ -40,11 +43,6 @@ PAPER_OFFSET_AT_STD_002 = pytest.mark.xfail(
   reason="std-0.02 kernels: Eq. 5's +1 offset dwarfs the strengths (issue #25, item 5: scale_free)",
   raises=AssertionError,  # the variance ratio, not another failure
   strict=True,
-)
-
-HAS_SCALE_FREE = "scale_free" in inspect.signature(pw.rewire_params).parameters
-needs_scale_free = pytest.mark.skipif(
-  not HAS_SCALE_FREE, reason="rewire_params(scale_free=...) is not in the core yet (issue #25, item 5)"
 )
 
 Axes = tuple[tuple[int, ...], tuple[int, ...]]  # (out_axes, batch_axes)
@@ -112,6 +110,13 @@ def check_rewired(
       np.testing.assert_array_equal(np.asarray(n[name]), np.asarray(leaf), err_msg=f"{name}: not its true axes")
   assert ratios, "no kernel has >= 64 inputs and outputs"
   return ratios
+
+
+def check_scale_free(key, base, new, true_axes: Callable[[str, tuple[int, ...]], Axes | None]) -> None:
+  """``check_rewired`` for ``rewire_params(..., scale_free=True)``: a 3× floor per kernel, 5× in geometric mean."""
+  ratios = check_rewired(key, base, new, true_axes, factor=SCALE_FREE_FLOOR)
+  mean = float(np.exp(np.mean(np.log(list(ratios.values())))))
+  assert mean >= SCALE_FREE_MEAN_FACTOR, (mean, ratios)
 
 
 def decreases(losses) -> None:
