@@ -157,3 +157,38 @@ def test_the_tables_quoted_in_results_md_are_generated_from_the_committed_result
   """RESULTS.md's table of a run is what tables.py prints from the committed results.json or chunks, to the digit."""
   tables = _tables_module()
   assert tables.table(name) in (ROOT / "benchmarks" / "RESULTS.md").read_text()
+
+
+@pytest.mark.slow
+def test_a_slice_of_a_committed_chunk_trains_again_to_the_same_bits(tmp_path):
+  """Table 1's command for seeds 3 and 4 only, in a fresh process as a user runs it (none of the test
+  suite's XLA flags): every number the committed chunks of seeds 0-9 saved for them is the same bits, though
+  two seeds are now vectorized instead of ten. About 4 min on 2 CPU cores:
+  ``python -m pytest -m slow tests/test_paper_results.py -k slice``.
+  """
+  import os
+  import subprocess
+  import sys
+
+  from parewire_jax.experiments import runtime
+
+  argv = [*_runs()["table1"], "--first-seed", "3", "--seeds", "2", "--variants", "base", "rewired"]
+  env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", runtime.CACHE_ENV)}
+  done = subprocess.run(
+    [sys.executable, "-m", "parewire_jax", *argv, "--out", str(tmp_path)],
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=1200,
+  )
+  assert done.returncode == 0, done.stderr[-2000:]
+  for variant in ("base", "rewired"):
+    with (
+      np.load(tmp_path / "chunks" / f"{variant}_seeds_3-4.npz") as again,
+      np.load(PAPER / "table1" / "chunks" / f"{variant}_seeds_0-9.npz") as committed,
+    ):
+      numbers = [k for k in committed.files if committed[k].dtype.kind == "f" and committed[k].ndim > 0]
+      assert {"val_acc", "train_acc", "record:train_eval_acc", "train_curve_loss", "test_acc"} <= set(numbers)
+      assert committed["seeds"][3:5].tolist() == again["seeds"].tolist() == [3, 4]
+      for name in numbers:
+        np.testing.assert_array_equal(again[name], committed[name][3:5], err_msg=f"{variant}: {name}")
