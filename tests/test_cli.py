@@ -224,33 +224,14 @@ def _rows(table: str, first_cells) -> dict[str, list[str]]:
   return rows
 
 
+# A LaPerm run of seconds: 300 digits, an MLP with one hidden layer of 8, two seeds.
+TINY_LAPERM = ["laperm", "--dataset", "digits", "--model", "mlp", "--limit-train", "300", "--seeds", "2",
+               "--batch-size", "30", "--sync-period", "5", "--mlp-hidden", "8"]  # fmt: skip
+
+
 @pytest.mark.filterwarnings("ignore:Precision loss:RuntimeWarning")  # scipy on near-identical samples
 def test_cli_laperm_end_to_end_and_table_equals_json(tmp_path, capsys):
-  main(
-    [
-      "laperm",
-      "--dataset",
-      "digits",
-      "--model",
-      "mlp",
-      "--limit-train",
-      "300",
-      "--seeds",
-      "2",
-      "--epochs",
-      "2",
-      "--batch-size",
-      "30",
-      "--sync-period",
-      "5",
-      "--mlp-hidden",
-      "8",
-      "--lr",
-      "0.01",
-      "--out",
-      str(tmp_path),
-    ]
-  )
+  main([*TINY_LAPERM, "--epochs", "2", "--lr", "0.01", "--out", str(tmp_path)])
   out = capsys.readouterr().out
   for name in ("results.json", "table.md", "curves.png"):
     assert (tmp_path / name).stat().st_size > 0, name
@@ -371,8 +352,7 @@ def test_devices_option(capsys):
 
 
 def test_cli_laperm_resumes(tmp_path, capsys):
-  argv = ["laperm", "--dataset", "digits", "--model", "mlp", "--limit-train", "300", "--seeds", "2", "--epochs", "1",
-          "--batch-size", "30", "--sync-period", "5", "--mlp-hidden", "8", "--out", str(tmp_path)]  # fmt: skip
+  argv = [*TINY_LAPERM, "--epochs", "1", "--out", str(tmp_path)]
   main(argv)
   first = (tmp_path / "table.md").read_text()
   main([*argv, "--resume"])

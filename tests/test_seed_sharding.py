@@ -15,7 +15,7 @@ import pytest
 from helpers import random_images
 
 from parewire_jax.experiments import ChunkStore, CompareSettings, load_dataset, run_compare, train_seeds
-from parewire_jax.experiments.compare import build
+from parewire_jax.experiments.models import build_network
 from parewire_jax.experiments.optimizers import Optimizer, make_optimizer
 from parewire_jax.experiments.runner import training_fingerprint
 from parewire_jax.experiments.seeds import device_shares, seed_mesh
@@ -72,7 +72,7 @@ def runs(dataset, tmp_path_factory):
   for devices in DEVICE_COUNTS:
     chunks = tmp_path_factory.mktemp(f"devices{devices}") / "chunks"
     store = ChunkStore(chunks, training_fingerprint(CONFIG, dataset))
-    model = build(CONFIG, "base", dataset.num_classes)
+    model = build_network(CONFIG.network, dataset.num_classes)
     outcomes[devices] = _train(model, dataset, CONFIG.replace(devices=devices), chunks=store.arm("base")), chunks
   return outcomes
 
@@ -112,7 +112,7 @@ def test_chunks_resume_on_another_number_of_devices(dataset, runs, tmp_path, sav
   (tmp_path / "chunks" / "base_seeds_3-4.npz").unlink()  # trained again, on the other device count
   config = CONFIG.replace(devices=resumed_on)
   store = ChunkStore(tmp_path / "chunks", training_fingerprint(config, dataset), resume=True)
-  model = build(config, "base", dataset.num_classes)
+  model = build_network(config.network, dataset.num_classes)
   resumed = _train(model, dataset, config, chunks=store.arm("base"))
   assert store.resumed == {"base": [[0, 1, 2]]}
   for field in EXACT:
@@ -120,7 +120,7 @@ def test_chunks_resume_on_another_number_of_devices(dataset, runs, tmp_path, sav
 
 
 def test_training_has_no_cross_device_collective(dataset):
-  model = build(CONFIG, "base", dataset.num_classes)
+  model = build_network(CONFIG.network, dataset.num_classes)
   x = dataset.x_train[:1]
   fns = make_step_functions(
     model,
@@ -150,7 +150,7 @@ def test_lenet_trains_sharded_like_on_one_device_without_a_collective():
   # under shard_map that cotangent must sum over the devices, and XLA must drop it, as nothing reads it.
   dataset = random_images(64)
   config = CompareSettings().replace(model="lenet", seeds=2, batch_size=32, seeds_per_vmap=1)
-  model = build(config, "base", dataset.num_classes)
+  model = build_network(config.network, dataset.num_classes)
   results = [_train(model, dataset, config.replace(devices=devices)) for devices in (1, 2)]
   # Training is the same bits; the evaluation's first convolution computes a device's seeds in one product.
   for field in EXACT:

@@ -63,6 +63,7 @@ _EXPORTS = {
   "select_best_epoch": "metrics",
   "base_initializer": "models",
   "build_model": "models",
+  "build_network": "models",
   "kernel_initializer": "models",
   "Optimizer": "optimizers",
   "make_optimizer": "optimizers",
@@ -132,6 +133,7 @@ if TYPE_CHECKING:  # what static tools see (`X as X` re-exports); tests/test_pac
   from parewire_jax.experiments.models import (
     base_initializer as base_initializer,
     build_model as build_model,
+    build_network as build_network,
     kernel_initializer as kernel_initializer,
   )
   from parewire_jax.experiments.optimizers import (

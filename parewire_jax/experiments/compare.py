@@ -12,7 +12,6 @@ import os
 import pathlib
 from typing import NamedTuple
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -51,20 +50,11 @@ class CompareResult(NamedTuple):
   resumed: dict[str, list[list[int]]]
 
 
-def build(settings: CompareSettings, variant: str, num_classes: int) -> nn.Module:
-  """The model of ``settings`` with every kernel drawn by its base initializer in ``variant``."""
-  network = settings.network
-  kernel_init = models_lib.kernel_initializer(network.init, variant, num_draws=settings.num_draws)
-  return models_lib.build_model(
-    network.model, num_classes, kernel_init, mlp_hidden=network.mlp_hidden, norm=network.norm
-  )
-
-
 def _first_seed_kernels(settings: CompareSettings, dataset: Dataset) -> tuple[str, dict[str, np.ndarray]]:
   """The largest kernel of the model initialized with ``first_seed``, per variant (for Fig. 1b)."""
   largest = {}
   for variant in settings.variants:
-    model = build(settings, variant, dataset.num_classes)
+    model = models_lib.build_network(settings.network, dataset.num_classes, variant, num_draws=settings.num_draws)
     key = jax.random.key(settings.seeding.first_seed)
     params = jax.jit(model.init)(key, jnp.asarray(dataset.x_train[:1]))["params"]
     leaves = models_lib.kernels(params)
@@ -122,7 +112,10 @@ def run_compare(
   optimizer = Optimizer(settings.optimizer, momentum=settings.momentum)
   run = run_arms(
     settings,
-    lambda data: [Arm(v, build(settings, v, data.num_classes), optimizer) for v in settings.variants],
+    lambda data: [
+      Arm(v, models_lib.build_network(settings.network, data.num_classes, v, num_draws=settings.num_draws), optimizer)
+      for v in settings.variants
+    ],
     dataset=dataset,
     data_dir=data_dir,
     download=download,

@@ -192,11 +192,7 @@ def run_laperm(
   optimizers = {"adam": Optimizer("adam"), "laperm_adam": Optimizer("laperm_adam", sync_period=settings.sync_period)}
 
   def arms(data: Dataset) -> list[Arm]:
-    network = settings.network
-    kernel_init = models_lib.kernel_initializer(network.init)
-    model = models_lib.build_model(
-      network.model, data.num_classes, kernel_init, mlp_hidden=network.mlp_hidden, norm=network.norm
-    )
+    model = models_lib.build_network(settings.network, data.num_classes)
     return [Arm(name, model, optimizers[name]) for name in LAPERM_ARMS]
 
   run = run_arms(

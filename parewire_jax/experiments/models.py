@@ -33,7 +33,14 @@ from jax.typing import DTypeLike
 from parewire_jax._checks import check_choice, check_int
 from parewire_jax.experiments.data import POINTER_VOCABULARY
 from parewire_jax.experiments.lenet import LeNet
-from parewire_jax.experiments.settings import INIT_VARIANTS, INITIALIZERS, MODELS, check_norm, check_resmlp_hidden
+from parewire_jax.experiments.settings import (
+  INIT_VARIANTS,
+  INITIALIZERS,
+  MODELS,
+  NetworkSettings,
+  check_norm,
+  check_resmlp_hidden,
+)
 from parewire_jax.initializers import max_strength_variance, min_strength_variance, rewired
 from parewire_jax.selection import selected_leaves
 
@@ -355,3 +362,20 @@ def build_model(
     "transformer": lambda: Transformer(num_classes, kernel_init),
   }
   return builders[name]()
+
+
+def build_network(
+  network: NetworkSettings, num_classes: int, variant: str = "base", *, num_draws: int = 100
+) -> nn.Module:
+  """The model ``network`` describes, every kernel drawn by its initializer in ``variant``.
+
+  :func:`build_model` with ``kernel_initializer(network.init, variant,
+  num_draws=num_draws)``: what ``compare`` trains for each variant and
+  ``laperm`` for each arm.
+
+  >>> from parewire_jax.experiments import NetworkSettings
+  >>> build_network(NetworkSettings(model="mlp", mlp_hidden=(32,)), 10, "rewired").hidden
+  (32,)
+  """
+  kernel_init = kernel_initializer(network.init, variant, num_draws=num_draws)
+  return build_model(network.model, num_classes, kernel_init, mlp_hidden=network.mlp_hidden, norm=network.norm)
