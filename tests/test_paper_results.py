@@ -136,6 +136,11 @@ def test_the_paper_tables_are_computed_from_the_saved_chunks(tmp_path, monkeypat
   assert f"{tables._mean_std(rewired_val)} | 97.37 ± 0.31 | 96.85 ± 0.32 |" in text  # beside the paper's rewired row
   p = sps.ttest_rel(rewired_val, base_val).pvalue
   assert f"| rewired | ep. 1 val. acc. | 5 | {(rewired_val - base_val).mean():+.2f} pp | p={p:.3g} |" in text
+  row = f"| table1 (kaiming_normal) | rewired | 5 | {tables._mean_std(np.concatenate(values['rewired', 'end']))} | "
+  row += f"{tables._mean_std(rewired_val)} | 97.37 ± 0.31 / 96.85 ± 0.32 | "
+  row += f"{(rewired_val - base_val).mean():+.2f} pp (p={p:.2g}) |"
+  assert row in tables.summary(["table1"])
+  assert tables.training_minutes("table1") == pytest.approx(4 / 60)  # four chunks of 1 s
 
 
 def _quoted_runs() -> list[str]:
@@ -144,8 +149,22 @@ def _quoted_runs() -> list[str]:
   return [name for name in _runs() if f"\n{name} (" in results_md]
 
 
-def test_results_md_and_the_readme_quote_the_table_1_run():
-  assert "table1" in _quoted_runs()
+def _finished_runs() -> list[str]:
+  return [name for name in _runs() if (PAPER / name / "results.json").exists()]
+
+
+def test_every_finished_paper_run_is_quoted_in_results_md():
+  assert "table1" in _finished_runs()
+  assert set(_finished_runs()) <= set(_quoted_runs())
+
+
+@pytest.mark.parametrize("page", ["README.md", "docs/guides/experiments.md"])
+def test_the_readme_and_the_guide_show_the_summary_of_the_finished_runs(page):
+  """The one-row-per-variant table (``tables.py --summary``) of every finished run, to the digit."""
+  assert _tables_module().summary(_finished_runs()) in (ROOT / page).read_text()
+
+
+def test_the_readme_quotes_the_table_1_run():
   data = _tables_module().per_seed(PAPER / "table1")
   base, rewired = (data[v]["val"] for v in ("base", "rewired"))
   shown = f"{base.mean():.2f} ± {base.std(ddof=1):.2f} → {rewired.mean():.2f} ± {rewired.std(ddof=1):.2f}"

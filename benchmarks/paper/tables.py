@@ -12,6 +12,7 @@ the third. Then, per variant, the paired comparison with the base (same seeds): 
 paired t-test, and the spread over seeds (std ratio, Brown–Forsythe test), as ``compare`` reports them.
 
   python benchmarks/paper/tables.py [RUN ...]     # default: every run of runs.txt that has results
+  python benchmarks/paper/tables.py --summary     # one line per variant of every run (the README's table)
 """
 
 from __future__ import annotations
@@ -129,8 +130,44 @@ def table(name: str) -> str:
   return f"{name} ({_init_of(name)}):\n\n" + "\n".join(lines)
 
 
-def main(names: list[str]) -> None:
-  for name in names or [n for n in runs() if (HERE / n / "results.json").exists() or (HERE / n / "chunks").is_dir()]:
+def summary(names: list[str]) -> str:
+  """One row per variant of each run: end-of-epoch and validation accuracy beside the paper's, and the paired
+  validation comparison with base (mean difference, paired t-test; std ratio, Brown–Forsythe test)."""
+  headers = ["run", "weights", "seeds", "ep. 1 acc. (end)", "ep. 1 val. acc.", "paper: ep. 1 acc. / val. acc.",
+             "val. − base (paired t)", "val. std ÷ base (B–F)"]  # fmt: skip
+  lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+  for name in names:
+    data, paper = per_seed(HERE / name), PAPER[_init_of(name)]
+    base = data["base"]
+    for variant in (v for v in ORDER if v in data):
+      ours = data[variant]
+      cells = [f"{name} ({_init_of(name)})", variant, str(len(ours["seeds"])), _mean_std(ours["end"]),
+               _mean_std(ours["val"]), " / ".join(paper.get(variant, ("", "")))]  # fmt: skip
+      common = np.intersect1d(base["seeds"], ours["seeds"])
+      if variant == "base" or len(common) < 2:
+        cells += ["", ""]
+      else:
+        b, v = base["val"][np.isin(base["seeds"], common)], ours["val"][np.isin(ours["seeds"], common)]
+        c = compare(b, v)
+        cells += [f"{c.mean_difference:+.2f} pp (p={c.paired_ttest:.2g})",
+                  f"{v.std(ddof=1) / b.std(ddof=1):.2f}× (p={c.levene:.2g})"]  # fmt: skip
+      lines.append("| " + " | ".join(cells) + " |")
+  return "\n".join(lines)
+
+
+def training_minutes(name: str) -> float:
+  """The training time of run ``name`` summed over its saved chunks (every session's; compiling included)."""
+  return sum(float(np.load(path)["seconds"]) for path in (HERE / name / "chunks").glob("*.npz")) / 60
+
+
+def main(argv: list[str]) -> None:
+  names = [a for a in argv if a != "--summary"] or [
+    n for n in runs() if (HERE / n / "results.json").exists() or (HERE / n / "chunks").is_dir()
+  ]
+  if "--summary" in argv:
+    print(summary(names))
+    return
+  for name in names:
     print(table(name) + "\n")
 
 
