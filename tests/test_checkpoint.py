@@ -11,7 +11,8 @@ from helpers import tiny_dataset, train_result
 
 from parewire_jax.experiments import train
 from parewire_jax.experiments.checkpoint import ChunkStore, dataset_digest
-from parewire_jax.experiments.compare import CompareSettings, build, run_compare
+from parewire_jax.experiments.compare import CompareSettings, run_compare
+from parewire_jax.experiments.models import build_network
 
 CONFIG = CompareSettings().replace(
   dataset="digits",
@@ -93,7 +94,7 @@ def test_resumed_chunks_are_read_not_recomputed(uninterrupted, tiny, tmp_path):
 
 def test_a_run_killed_between_chunks_resumes(tiny, tmp_path):
   training = CONFIG.training.replace(track_gradients=False)
-  model = build(CONFIG, "max_sv", tiny.num_classes)
+  model = build_network(CONFIG.network, tiny.num_classes, "max_sv", num_draws=CONFIG.num_draws)
   store = ChunkStore(tmp_path / "chunks", {"anything": 1})
   saved = []
 
