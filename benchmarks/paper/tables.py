@@ -113,21 +113,27 @@ def table(name: str) -> str:
     lines.append("| " + " | ".join(cells) + " |")
   lines += ["", "| weights | column | seeds | mean difference | paired t-test | std ratio (Brown–Forsythe) |"]
   lines.append("|---|---|---|---|---|---|")
-  base = data["base"]
   for variant in variants[1:]:
-    common = np.intersect1d(base["seeds"], data[variant]["seeds"])
-    if len(common) < 2:
-      continue
-    rows_base = np.isin(base["seeds"], common)
-    rows_variant = np.isin(data[variant]["seeds"], common)
     for column, header in COLUMNS.items():
-      c = compare(base[column][rows_base], data[variant][column][rows_variant])
-      ratio = data[variant][column][rows_variant].std(ddof=1) / base[column][rows_base].std(ddof=1)
+      paired = _paired(data["base"], data[variant], column)
+      if paired is None:
+        break
+      seeds, c, ratio = paired
       lines.append(
-        f"| {variant} | {header} | {len(common)} | {c.mean_difference:+.2f} pp | p={c.paired_ttest:.3g} | "
+        f"| {variant} | {header} | {seeds} | {c.mean_difference:+.2f} pp | p={c.paired_ttest:.3g} | "
         f"{ratio:.2f}× (p={c.levene:.3g}) |"
       )
   return f"{name} ({_init_of(name)}):\n\n" + "\n".join(lines)
+
+
+def _paired(base: dict[str, np.ndarray], ours: dict[str, np.ndarray], column: str):
+  """``column`` of ``ours`` against base on the seeds both have: (how many, ``compare``'s tests, std ratio), or
+  None with fewer than two."""
+  common = np.intersect1d(base["seeds"], ours["seeds"])
+  if len(common) < 2:
+    return None
+  b, v = base[column][np.isin(base["seeds"], common)], ours[column][np.isin(ours["seeds"], common)]
+  return len(common), compare(b, v), v.std(ddof=1) / b.std(ddof=1)
 
 
 def summary(names: list[str]) -> str:
@@ -138,19 +144,16 @@ def summary(names: list[str]) -> str:
   lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
   for name in names:
     data, paper = per_seed(HERE / name), PAPER[_init_of(name)]
-    base = data["base"]
     for variant in (v for v in ORDER if v in data):
       ours = data[variant]
       cells = [f"{name} ({_init_of(name)})", variant, str(len(ours["seeds"])), _mean_std(ours["end"]),
                _mean_std(ours["val"]), " / ".join(paper.get(variant, ("", "")))]  # fmt: skip
-      common = np.intersect1d(base["seeds"], ours["seeds"])
-      if variant == "base" or len(common) < 2:
+      paired = None if variant == "base" else _paired(data["base"], ours, "val")
+      if paired is None:
         cells += ["", ""]
       else:
-        b, v = base["val"][np.isin(base["seeds"], common)], ours["val"][np.isin(ours["seeds"], common)]
-        c = compare(b, v)
-        cells += [f"{c.mean_difference:+.2f} pp (p={c.paired_ttest:.2g})",
-                  f"{v.std(ddof=1) / b.std(ddof=1):.2f}× (p={c.levene:.2g})"]  # fmt: skip
+        _, c, ratio = paired
+        cells += [f"{c.mean_difference:+.2f} pp (p={c.paired_ttest:.2g})", f"{ratio:.2f}× (p={c.levene:.2g})"]
       lines.append("| " + " | ".join(cells) + " |")
   return "\n".join(lines)
 
